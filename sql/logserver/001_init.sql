@@ -10,14 +10,16 @@ CREATE TABLE IF NOT EXISTS log_trees (
   PRIMARY KEY (tree_id)
 );
 
--- One row per integrated entry: what Trillian does not keep for us. The SET
--- is computed once, when the entry is integrated, and never re-signed.
+-- One row per integrated entry, so reads never touch Trillian: the canonical
+-- body (also in Trillian's LeafData), the integration time and the SET,
+-- signed once when the entry is integrated and never re-signed.
 CREATE TABLE IF NOT EXISTS log_entries (
   tree_id          BIGINT NOT NULL,
   leaf_index       BIGINT NOT NULL,
   leaf_hash        BINARY(32) NOT NULL,
   integrated_time  BIGINT NOT NULL,
   entry_set        VARBINARY(1024) NOT NULL,
+  body             MEDIUMBLOB NOT NULL,
   PRIMARY KEY (tree_id, leaf_index),
   UNIQUE KEY log_entries_hash (tree_id, leaf_hash)
 );

@@ -1,0 +1,251 @@
+// Package app builds a running logserver from its configuration: database
+// and migrations, the log key, the Trillian backend and its tree, the write
+// path, and the HTTP server (Rekor API, health, metrics). main.go and the
+// tests use it the same way: New, Serve, Shutdown.
+package app
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stellaops/tlog/internal/migrate"
+	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/logkey"
+	"github.com/stellaops/tlog/logserver/rekorv1"
+	"github.com/stellaops/tlog/logserver/sequence"
+	"github.com/stellaops/tlog/logserver/store"
+	sqlschema "github.com/stellaops/tlog/sql"
+)
+
+// App is a built logserver.
+type App struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	db      *sql.DB
+	backend sequence.Backend
+	seq     *sequence.Log
+	srv     *http.Server
+	signer  logkey.Signer
+}
+
+// New builds every part. It waits (until ctx ends) for the database to
+// accept connections, so the logserver can start before MySQL is up.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: logger}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	mc, err := mysql.ParseDSN(cfg.Database.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("database dsn: %w", err)
+	}
+	mc.ParseTime = false
+	if a.db, err = sql.Open("mysql", mc.FormatDSN()); err != nil {
+		return nil, err
+	}
+	a.db.SetMaxOpenConns(cfg.Database.MaxConns)
+	a.db.SetMaxIdleConns(cfg.Database.MaxConns)
+	if err := waitDB(ctx, a.db, logger); err != nil {
+		return nil, err
+	}
+	if cfg.Trillian.Mode == "embedded" {
+		schema, err := migrate.TrillianSchemaFile(cfg.Trillian.SchemaFile)
+		if err != nil {
+			return nil, err
+		}
+		if err := migrate.ApplyTrillian(ctx, a.db, schema); err != nil {
+			return nil, err
+		}
+	}
+	if err := migrate.Apply(ctx, a.db, sqlschema.FS, "logserver", "logserver"); err != nil {
+		return nil, err
+	}
+
+	key, err := logkey.OpenFile(cfg.Key.File, cfg.Key.Create)
+	if err != nil {
+		return nil, err
+	}
+	a.signer = key
+	pubPEM, err := logkey.PublicPEM(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Key.PublicKeyFile != "" {
+		if err := writeFileAtomic(cfg.Key.PublicKeyFile, pubPEM); err != nil {
+			return nil, fmt.Errorf("public key file: %w", err)
+		}
+	}
+
+	st := store.New(a.db)
+	if a.backend, err = openTree(ctx, cfg, st, logger); err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.seq, err = sequence.Open(ctx, a.backend, st, key, sequence.Options{
+		Hostname:     cfg.Hostname,
+		BatchSize:    cfg.Sequencer.BatchSize,
+		AdmitWorkers: cfg.Sequencer.AdmitWorkers,
+		Interval:     cfg.Sequencer.Interval,
+		TileCache:    cfg.Sequencer.TileCache,
+		Logger:       logger,
+		Metrics:      sequence.NewMetrics(reg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	api := rekorv1.New(a.seq, st, rekorv1.Options{
+		MaxRequestBytes: cfg.API.MaxRequestBytes,
+		WriteTimeout:    cfg.API.WriteTimeout,
+		PublicKeyPEM:    pubPEM,
+		Logger:          logger,
+	}, reg)
+	mux := http.NewServeMux()
+	api.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	a.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      cfg.API.WriteTimeout + 30*time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	h := a.seq.Head()
+	logger.Info("logserver ready", "tree_id", h.TreeID, "size", h.Size, "log_id", a.seq.LogID(), "hostname", cfg.Hostname)
+	return a, nil
+}
+
+// openTree opens the recorded tree, or creates and records one on first
+// start. A restart never creates a new tree.
+func openTree(ctx context.Context, cfg *config.Config, st *store.Store, logger *slog.Logger) (sequence.Backend, error) {
+	recorded, err := st.ActiveTree(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("active tree: %w", err)
+	}
+	treeID := recorded
+	if cfg.Trillian.TreeID != 0 {
+		if recorded != 0 && recorded != cfg.Trillian.TreeID {
+			return nil, fmt.Errorf("trillian.tree_id %d, but the database records tree %d as active", cfg.Trillian.TreeID, recorded)
+		}
+		treeID = cfg.Trillian.TreeID
+	}
+	var b sequence.Backend
+	if cfg.Trillian.Mode == "remote" {
+		b, err = sequence.DialRemote(ctx, cfg.Trillian.Address, treeID)
+	} else {
+		b, err = sequence.OpenEmbedded(ctx, cfg.Database.DSN, treeID, cfg.Database.MaxConns)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if recorded == 0 {
+		if err := st.SetActiveTree(ctx, b.TreeID()); err != nil {
+			b.Close()
+			return nil, err
+		}
+		logger.Info("tree recorded as active", "tree_id", b.TreeID(), "created", treeID == 0)
+	}
+	return b, nil
+}
+
+func waitDB(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
+	for attempt := 0; ; attempt++ {
+		err := db.PingContext(ctx)
+		if err == nil {
+			return nil
+		}
+		if attempt%10 == 0 {
+			logger.Warn("waiting for the database", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("database: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// ready answers 200 only when the database and the tree are reachable and
+// the write path is publishing.
+func (a *App) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []error
+	if err := a.db.PingContext(ctx); err != nil {
+		problems = append(problems, fmt.Errorf("database: %w", err))
+	}
+	if _, err := a.backend.Root(ctx); err != nil {
+		problems = append(problems, fmt.Errorf("tree: %w", err))
+	}
+	if err := a.seq.Healthy(); err != nil {
+		problems = append(problems, fmt.Errorf("write path: %w", err))
+	}
+	if len(problems) > 0 {
+		http.Error(w, errors.Join(problems...).Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Serve answers HTTP on l until Shutdown.
+func (a *App) Serve(l net.Listener) error {
+	err := a.srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops in order: stop accepting and drain HTTP requests, stop the
+// write path (queued entries are published at the next start), close the
+// backend and the database.
+func (a *App) Shutdown(ctx context.Context) error {
+	err := a.srv.Shutdown(ctx)
+	a.close()
+	return err
+}
+
+func (a *App) close() {
+	if a.seq != nil {
+		a.seq.Close()
+	}
+	if a.backend != nil {
+		a.backend.Close()
+	}
+	if a.db != nil {
+		a.db.Close()
+	}
+}
+
+// Log returns the write path (tests and tools).
+func (a *App) Log() *sequence.Log { return a.seq }
+
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

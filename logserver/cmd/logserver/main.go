@@ -1,0 +1,80 @@
+// Command logserver is the Rekor v1-compatible transparency log.
+//
+//	logserver -config logserver.yaml
+//
+// Every setting is documented on the Config struct in logserver/config.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/stellaops/tlog/logserver/app"
+	"github.com/stellaops/tlog/logserver/config"
+)
+
+func main() {
+	path := flag.String("config", "logserver.yaml", "configuration file (YAML)")
+	flag.Parse()
+	if err := run(*path); err != nil {
+		fmt.Fprintln(os.Stderr, "logserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Logging)
+	slog.SetDefault(logger)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	a, err := app.New(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.Shutdown(sctx)
+		return err
+	}
+	logger.Info("serving", "addr", l.Addr().String())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(l) }()
+
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if serr := a.Shutdown(sctx); serr != nil && err == nil {
+		err = serr
+	}
+	logger.Info("stopped")
+	return err
+}
+
+func newLogger(c config.Logging) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

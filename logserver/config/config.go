@@ -1,0 +1,255 @@
+// Package config is the logserver's configuration: one YAML file mapped onto
+// Config. The field comments below are the operator manual; Load validates
+// every field at start-up and fills in the documented defaults.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole logserver configuration.
+type Config struct {
+	// Listen is the address of the HTTP server: the Rekor v1 API under
+	// /api/v1, /healthz, /readyz and /metrics. Default 127.0.0.1:3000.
+	Listen string `yaml:"listen"`
+
+	// Hostname names the log in its checkpoints: the Rekor checkpoint origin
+	// is "<hostname> - <treeID>". Clients pin it through the checkpoint, so
+	// keep it stable. Default: the machine's hostname.
+	Hostname string `yaml:"hostname"`
+
+	// Database is the MySQL/MariaDB database holding the logserver's tables
+	// and, with the embedded Trillian, Trillian's tables too.
+	Database Database `yaml:"database"`
+
+	// Trillian selects the Merkle tree backend.
+	Trillian Trillian `yaml:"trillian"`
+
+	// Key is the log's signing key (checkpoints and SETs).
+	Key Key `yaml:"key"`
+
+	// Sequencer tunes the write path.
+	Sequencer Sequencer `yaml:"sequencer"`
+
+	// API sets request limits.
+	API API `yaml:"api"`
+
+	// Logging configures the structured log on stderr.
+	Logging Logging `yaml:"logging"`
+}
+
+// Database is a MySQL/MariaDB connection.
+type Database struct {
+	// DSN in go-sql-driver/mysql form, e.g.
+	// "rekor:secret@tcp(127.0.0.1:3306)/rekor". Required. parseTime is not
+	// needed. Prefer DSNFile to keep the password out of the config.
+	DSN string `yaml:"dsn"`
+	// DSNFile is a file holding the DSN (trailing newline ignored); used
+	// when DSN is empty.
+	DSNFile string `yaml:"dsn_file"`
+	// MaxConns caps open connections of each pool (ours and Trillian's).
+	// Default 32.
+	MaxConns int `yaml:"max_conns"`
+}
+
+// Trillian selects the tree backend.
+type Trillian struct {
+	// Mode is "embedded" (default): Trillian's storage and sequencer run in
+	// this process against Database; run exactly one logserver per tree.
+	// "remote": external trillian_log_server/trillian_log_signer at Address
+	// do the work (scale-out, etcd election).
+	Mode string `yaml:"mode"`
+	// Address of the remote Trillian log server's gRPC endpoint (remote mode).
+	Address string `yaml:"address"`
+	// TreeID pins the tree. 0 (default): the tree recorded in the database
+	// is used, and on the very first start a new one is created and
+	// recorded. A restart never creates a new tree. If set and a different
+	// tree is recorded, start-up fails.
+	TreeID int64 `yaml:"tree_id"`
+	// SchemaFile is Trillian's MySQL schema, applied idempotently at start-up
+	// (embedded mode). Default: read from the Trillian module version built
+	// into this binary, in the Go module cache (see internal/migrate).
+	// Container images set it to the copy they ship.
+	SchemaFile string `yaml:"schema_file"`
+}
+
+// Key is the log's ECDSA P-256 signing key.
+type Key struct {
+	// File is a PEM private key (PKCS#8 or SEC 1). Required.
+	File string `yaml:"file"`
+	// Create generates the key into File on first start if it is missing.
+	Create bool `yaml:"create"`
+	// PublicKeyFile, if set, receives the PEM public key at every start
+	// (what clients pin: rekor-cli, cosign's SIGSTORE_REKOR_PUBLIC_KEY).
+	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// Sequencer tunes batching and latency of writes.
+type Sequencer struct {
+	// BatchSize caps leaves per queue transaction and per sequencing pass.
+	// Default 1000.
+	BatchSize int `yaml:"batch_size"`
+	// AdmitWorkers is the number of queue transactions in flight. Default 2.
+	AdmitWorkers int `yaml:"admit_workers"`
+	// Interval is the longest a queued leaf waits for a sequencing pass when
+	// no new submission wakes the sequencer (a submission wakes it at once).
+	// In remote mode it is the tree-head poll period while writers wait.
+	// Default 50ms.
+	Interval time.Duration `yaml:"interval"`
+	// TileCache is how many 8 KiB Merkle tiles stay in memory for proofs.
+	// Default 4096 (32 MiB), enough for the top of a billion-entry tree and
+	// recent leaves.
+	TileCache int `yaml:"tile_cache"`
+}
+
+// API sets limits on requests.
+type API struct {
+	// MaxRequestBytes caps request bodies; larger ones get 413. Default
+	// 32 MiB (in-toto and DSSE entries can carry large attestations).
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// WriteTimeout bounds how long a write waits for integration before it
+	// answers 504 (the entry is still logged; a retry gets 409). Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// Logging configures slog.
+type Logging struct {
+	// Level: debug, info (default), warn, error.
+	Level string `yaml:"level"`
+	// Format: text (default) or json.
+	Format string `yaml:"format"`
+}
+
+// Load reads, defaults and validates the YAML file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Validate fills in defaults and checks every field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:3000"
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen %q: %v", c.Listen, err)
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			bad("hostname: not set and os.Hostname failed: %v", err)
+		}
+		c.Hostname = h
+	}
+	for _, r := range c.Hostname {
+		if r <= ' ' || r == '+' || r == '\u2014' {
+			bad("hostname %q: must not contain spaces, '+' or control characters", c.Hostname)
+			break
+		}
+	}
+	if c.Database.DSN == "" && c.Database.DSNFile != "" {
+		b, err := os.ReadFile(c.Database.DSNFile)
+		if err != nil {
+			bad("database.dsn_file: %v", err)
+		}
+		c.Database.DSN = string(bytes.TrimSpace(b))
+	}
+	if c.Database.DSN == "" {
+		bad("database.dsn or database.dsn_file is required")
+	}
+	if c.Database.MaxConns == 0 {
+		c.Database.MaxConns = 32
+	}
+	if c.Database.MaxConns < 2 {
+		bad("database.max_conns %d: need at least 2", c.Database.MaxConns)
+	}
+	switch c.Trillian.Mode {
+	case "":
+		c.Trillian.Mode = "embedded"
+	case "embedded":
+	case "remote":
+		if c.Trillian.Address == "" {
+			bad("trillian.address is required in remote mode")
+		}
+	default:
+		bad("trillian.mode %q: want embedded or remote", c.Trillian.Mode)
+	}
+	if c.Trillian.TreeID < 0 {
+		bad("trillian.tree_id %d: must be positive", c.Trillian.TreeID)
+	}
+	if c.Key.File == "" {
+		bad("key.file is required")
+	}
+	if c.Sequencer.BatchSize == 0 {
+		c.Sequencer.BatchSize = 1000
+	}
+	if c.Sequencer.BatchSize < 1 || c.Sequencer.BatchSize > 10000 {
+		bad("sequencer.batch_size %d: want 1..10000", c.Sequencer.BatchSize)
+	}
+	if c.Sequencer.AdmitWorkers == 0 {
+		c.Sequencer.AdmitWorkers = 2
+	}
+	if c.Sequencer.AdmitWorkers < 1 || c.Sequencer.AdmitWorkers > 64 {
+		bad("sequencer.admit_workers %d: want 1..64", c.Sequencer.AdmitWorkers)
+	}
+	if c.Sequencer.Interval == 0 {
+		c.Sequencer.Interval = 50 * time.Millisecond
+	}
+	if c.Sequencer.Interval < time.Millisecond || c.Sequencer.Interval > time.Minute {
+		bad("sequencer.interval %v: want 1ms..1m", c.Sequencer.Interval)
+	}
+	if c.Sequencer.TileCache == 0 {
+		c.Sequencer.TileCache = 4096
+	}
+	if c.Sequencer.TileCache < 16 {
+		bad("sequencer.tile_cache %d: want at least 16", c.Sequencer.TileCache)
+	}
+	if c.API.MaxRequestBytes == 0 {
+		c.API.MaxRequestBytes = 32 << 20
+	}
+	if c.API.MaxRequestBytes < 4096 {
+		bad("api.max_request_bytes %d: want at least 4096", c.API.MaxRequestBytes)
+	}
+	if c.API.WriteTimeout == 0 {
+		c.API.WriteTimeout = 30 * time.Second
+	}
+	if c.API.WriteTimeout < time.Second {
+		bad("api.write_timeout %v: want at least 1s", c.API.WriteTimeout)
+	}
+	switch c.Logging.Level {
+	case "":
+		c.Logging.Level = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		bad("logging.level %q: want debug, info, warn or error", c.Logging.Level)
+	}
+	switch c.Logging.Format {
+	case "":
+		c.Logging.Format = "text"
+	case "text", "json":
+	default:
+		bad("logging.format %q: want text or json", c.Logging.Format)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,117 @@
+package rekorv1
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	oaerrors "github.com/go-openapi/errors"
+	"github.com/sigstore/rekor/pkg/generated/models"
+	"github.com/sigstore/rekor/pkg/types"
+
+	"github.com/stellaops/tlog/logserver/sequence"
+)
+
+// Rekor's client-facing messages (sigstore/rekor pkg/api/error.go).
+const (
+	msgTrillianCommunication = "unexpected error communicating with transparency log"
+	msgValidation            = "error processing entry: %v"
+	msgEntryExists           = "an equivalent entry already exists in the transparency log with UUID %v"
+	msgFirstSize             = "firstSize(%d) must be less than lastSize(%d)"
+	msgLastSizeTooLarge      = "the tree size requested(%d) was greater than what is currently observable(%d)"
+	msgMaxSearchQueries      = "more than max allowed %d entries in request"
+	msgMalformedPublicKey    = "public key provided could not be parsed"
+	msgUnsupportedPKI        = "the PKI format requested is not supported by this server"
+	msgClientDisconnected    = "client disconnected during request"
+	msgShuttingDown          = "the transparency log is shutting down"
+)
+
+// statusClientClosedRequest is nginx's code for a client that hung up.
+const statusClientClosedRequest = 499
+
+// apiError is an error with the HTTP status and client message to answer.
+type apiError struct {
+	status   int
+	message  string // empty: http.StatusText(status)
+	location string // Location header (409)
+	err      error  // cause, logged
+}
+
+func (e *apiError) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return e.message
+}
+
+func (e *apiError) Unwrap() error { return e.err }
+
+func badRequest(err error, message string) error {
+	return &apiError{status: http.StatusBadRequest, message: message, err: err}
+}
+
+// errNotFound answers 404 with an empty body, as Rekor does for entries.
+var errNotFound = &apiError{status: http.StatusNotFound}
+
+// writeError is the one place that maps errors to HTTP answers.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		ae  *apiError
+		dup *sequence.ErrDuplicate
+		oa  oaerrors.Error
+		ive *types.InputValidationError
+	)
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &dup):
+		// Only the create handler sees duplicates; it builds the 409 itself.
+		ae = &apiError{status: http.StatusConflict, err: err}
+	case errors.As(err, &oa):
+		// go-swagger's parameter and body validation answers.
+		s.logRequestError(r, int(oa.Code()), err)
+		oaerrors.ServeError(w, r, err)
+		return
+	case errors.As(err, &ive):
+		ae = &apiError{status: http.StatusBadRequest, message: "validation error: " + ive.Error(), err: err}
+	case errors.Is(err, sequence.ErrClosed):
+		ae = &apiError{status: http.StatusServiceUnavailable, message: msgShuttingDown, err: err}
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		ae = &apiError{status: statusClientClosedRequest, message: msgClientDisconnected, err: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		ae = &apiError{status: http.StatusGatewayTimeout, message: http.StatusText(http.StatusGatewayTimeout), err: err}
+	default:
+		ae = &apiError{status: http.StatusInternalServerError, message: msgTrillianCommunication, err: err}
+	}
+	s.logRequestError(r, ae.status, err)
+	if ae.location != "" {
+		w.Header().Set("Location", ae.location)
+	}
+	if ae == errNotFound {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	msg := ae.message
+	if msg == "" {
+		msg = http.StatusText(ae.status)
+	}
+	writeJSON(w, ae.status, &models.Error{Code: int64(ae.status), Message: msg})
+}
+
+func (s *Server) logRequestError(r *http.Request, status int, err error) {
+	level := slog.LevelWarn
+	if status >= 500 && status != statusClientClosedRequest {
+		level = slog.LevelError
+	}
+	if status == http.StatusNotFound || status == http.StatusConflict {
+		level = slog.LevelDebug
+	}
+	s.slog.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

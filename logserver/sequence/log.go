@@ -1,0 +1,597 @@
+// Package sequence is the log's write path and its view of the tree head.
+//
+// Add admits concurrent submissions in batches (one Trillian queue
+// transaction per batch, not per leaf), drives the embedded sequencer as soon
+// as leaves are queued, and publishes every integrated batch once: it reads
+// the new leaves, extends the Merkle tiles, checks the root against
+// Trillian's, signs the SETs and the checkpoint in one signer call, stores
+// them in one transaction, then swaps the head and wakes every writer whose
+// entry the new head covers. There is no per-request polling: one
+// process-wide loop watches the tree.
+//
+// Contract: Add returns an entry only once it is integrated, its SET and the
+// checkpoint covering it are stored durably, and the head readers see
+// includes it. A duplicate gets ErrDuplicate. Nothing Add acknowledged is
+// lost across restarts: the publish step resumes from the store's last
+// entry up to Trillian's tree size.
+package sequence
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/stellaops/tlog/logserver/logkey"
+	"github.com/stellaops/tlog/logserver/store"
+	"github.com/stellaops/tlog/logserver/tree"
+)
+
+// ErrDuplicate is returned by Add for an entry that is already in the log
+// (or queued): its leaf hash is the existing entry's UUID.
+type ErrDuplicate struct{ LeafHash tree.Hash }
+
+func (e *ErrDuplicate) Error() string {
+	return "an equivalent entry already exists with UUID " + hex.EncodeToString(e.LeafHash[:])
+}
+
+// ErrClosed is returned once the log is shutting down.
+var ErrClosed = errors.New("sequence: log is shutting down")
+
+// Head is a published tree head.
+type Head struct {
+	TreeID     int64
+	Size       int64
+	Root       tree.Hash
+	Checkpoint []byte // Rekor v1 note, one signature line
+}
+
+// Options tune the write path.
+type Options struct {
+	// Hostname names the log in Rekor checkpoints: "<Hostname> - <treeID>".
+	Hostname string
+	// BatchSize caps leaves per queue transaction and per sequencing pass.
+	BatchSize int
+	// AdmitWorkers is the number of queue transactions in flight at once.
+	AdmitWorkers int
+	// Interval is how often the tree head is checked when no submission
+	// wakes the loop (embedded: sequencing pass; remote: head poll while
+	// writers wait). Idle remote polling uses 10 × Interval.
+	Interval time.Duration
+	// TileCache is how many full Merkle tiles (8 KiB each) stay in memory.
+	TileCache int
+	Logger    *slog.Logger
+	Metrics   *Metrics
+}
+
+// Log is the write path and the published head of one tree.
+type Log struct {
+	backend Backend
+	store   *store.Store
+	signer  logkey.Signer
+	tree    *tree.Tree
+	opts    Options
+	logID   string
+	hint    [4]byte
+	log     *slog.Logger
+	m       *Metrics
+
+	head atomic.Pointer[Head]
+
+	admit chan *pending
+	kick  chan struct{}
+
+	mu      sync.Mutex
+	waiters map[tree.Hash][]*pending
+
+	unstored *pass        // computed pass whose store write failed; sequence loop only
+	failed   atomic.Pointer[error] // last publish failure, nil when healthy
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+}
+
+type pending struct {
+	value []byte
+	hash  tree.Hash
+	keys  []string
+	done  chan result
+}
+
+type result struct {
+	entry store.Entry
+	head  *Head
+	err   error
+}
+
+// Open restores the log's state from the store and Trillian, publishes
+// whatever Trillian integrated that the store lacks, and starts the admission
+// and sequencing loops.
+func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, o Options) (*Log, error) {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	if o.AdmitWorkers <= 0 {
+		o.AdmitWorkers = 2
+	}
+	if o.Interval <= 0 {
+		o.Interval = 50 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	logID, err := logkey.LogID(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	hint, err := rekorKeyHint(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{
+		backend: b, store: s, signer: signer, opts: o, logID: logID, hint: hint,
+		log: o.Logger.With("tree_id", b.TreeID()), m: o.Metrics,
+		tree:    tree.New(s.Tiles(b.TreeID()), o.TileCache),
+		admit:   make(chan *pending, 4*o.BatchSize),
+		kick:    make(chan struct{}, 1),
+		waiters: map[tree.Hash][]*pending{},
+	}
+	if err := l.restore(ctx); err != nil {
+		return nil, err
+	}
+	// Publish what Trillian integrated after the store's last pass (a crash
+	// between the two), and anything the sequencer integrates right now.
+	if err := l.sync(ctx); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l.stop = cancel
+	for i := 0; i < o.AdmitWorkers; i++ {
+		l.wg.Add(1)
+		go l.admitLoop(runCtx)
+	}
+	l.wg.Add(1)
+	go l.sequenceLoop(runCtx)
+	return l, nil
+}
+
+// restore rebuilds the tiles and the head from the store.
+func (l *Log) restore(ctx context.Context) error {
+	treeID := l.backend.TreeID()
+	size, err := l.store.PublishedSize(ctx, treeID)
+	if err != nil {
+		return fmt.Errorf("published size: %w", err)
+	}
+	tail, err := l.store.LeafHashes(ctx, treeID, size-size%tree.Width, size)
+	if err != nil {
+		return err
+	}
+	if err := l.tree.Restore(ctx, size, tail); err != nil {
+		return err
+	}
+	root, err := l.tree.Root(ctx, size)
+	if err != nil {
+		return err
+	}
+	h := &Head{TreeID: treeID, Size: size, Root: root}
+	if size > 0 {
+		cp, err := l.store.LatestCheckpoint(ctx, treeID, "rekor")
+		if err != nil {
+			return fmt.Errorf("latest checkpoint: %w", err)
+		}
+		if cp.TreeSize != size || cp.RootHash != root {
+			return fmt.Errorf("stored checkpoint (size %d) does not match the stored entries (size %d)", cp.TreeSize, size)
+		}
+		h.Checkpoint = cp.Note
+	} else {
+		// The empty tree's checkpoint is signed now and not stored.
+		if h.Checkpoint, err = l.signCheckpoint(ctx, 0, root); err != nil {
+			return err
+		}
+	}
+	l.head.Store(h)
+	l.m.treeSize.Set(float64(size))
+	l.log.Info("log restored", "size", size)
+	return nil
+}
+
+// Head returns the latest published tree head.
+func (l *Log) Head() *Head { return l.head.Load() }
+
+// Tree returns the Merkle tree (proofs, tiles).
+func (l *Log) Tree() *tree.Tree { return l.tree }
+
+// LogID is the hex SHA-256 of the log key's PKIX DER.
+func (l *Log) LogID() string { return l.logID }
+
+// Healthy returns the last publish failure, or nil.
+func (l *Log) Healthy() error {
+	if err := l.failed.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Add submits a canonical entry with its search keys and waits until it is
+// integrated and published. On success it returns the stored entry and the
+// head that covers it.
+func (l *Log) Add(ctx context.Context, value []byte, keys []string) (store.Entry, *Head, error) {
+	if l.closed.Load() {
+		return store.Entry{}, nil, ErrClosed
+	}
+	p := &pending{value: value, keys: keys, done: make(chan result, 1)}
+	copy(p.hash[:], rfc6962.DefaultHasher.HashLeaf(value))
+	start := time.Now()
+	select {
+	case l.admit <- p:
+	case <-ctx.Done():
+		return store.Entry{}, nil, ctx.Err()
+	}
+	select {
+	case r := <-p.done:
+		if r.err == nil {
+			l.m.addLatency.Observe(time.Since(start).Seconds())
+		}
+		return r.entry, r.head, r.err
+	case <-ctx.Done():
+		// The entry may still be integrated; a retry will get 409.
+		return store.Entry{}, nil, ctx.Err()
+	}
+}
+
+func (l *Log) admitLoop(ctx context.Context) {
+	defer l.wg.Done()
+	for {
+		var batch []*pending
+		select {
+		case p := <-l.admit:
+			batch = append(batch, p)
+		case <-ctx.Done():
+			return
+		}
+	drain:
+		for len(batch) < l.opts.BatchSize {
+			select {
+			case p := <-l.admit:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		l.queue(ctx, batch)
+	}
+}
+
+// queue admits one batch: registers the waiters, queues the leaves in one
+// transaction, answers duplicates, records search keys, wakes the sequencer.
+func (l *Log) queue(ctx context.Context, batch []*pending) {
+	start := time.Now()
+	var values, hashes [][]byte
+	var queued []*pending
+	seen := map[tree.Hash]bool{}
+	var dups []*pending
+	l.mu.Lock()
+	for _, p := range batch {
+		if seen[p.hash] {
+			dups = append(dups, p) // same entry twice in one batch: the first wins
+			continue
+		}
+		seen[p.hash] = true
+		l.waiters[p.hash] = append(l.waiters[p.hash], p)
+		queued = append(queued, p)
+		values = append(values, p.value)
+		hashes = append(hashes, p.hash[:])
+	}
+	l.mu.Unlock()
+
+	dup, err := l.backend.QueueLeaves(ctx, values, hashes)
+	l.m.queueLatency.Observe(time.Since(start).Seconds())
+	l.m.batchSize.Observe(float64(len(values)))
+	if err != nil {
+		l.log.Error("queue leaves", "leaves", len(values), "error", err)
+		l.m.errors.WithLabelValues("queue").Inc()
+		for _, p := range queued {
+			l.unwait(p)
+			p.done <- result{err: fmt.Errorf("queue leaf: %w", err)}
+		}
+		for _, p := range dups {
+			p.done <- result{err: fmt.Errorf("queue leaf: %w", err)}
+		}
+		return
+	}
+	var keys []store.IndexKey
+	for i, p := range queued {
+		for _, k := range p.keys {
+			keys = append(keys, store.IndexKey{Key: k, LeafHash: p.hash})
+		}
+		if dup[i] {
+			l.unwait(p)
+			dups = append(dups, p)
+		}
+	}
+	for _, p := range dups {
+		l.m.duplicates.Inc()
+		p.done <- result{err: &ErrDuplicate{LeafHash: p.hash}}
+	}
+	// Search keys are written once the leaf is queued (and again for a
+	// duplicate, so a retry after a crash repairs them). Index lookups are
+	// best effort, as in Rekor: a failure here does not fail the write.
+	if len(keys) > 0 {
+		if err := l.store.AddIndexKeys(ctx, l.backend.TreeID(), keys); err != nil {
+			l.log.Error("index keys", "error", err)
+			l.m.errors.WithLabelValues("index").Inc()
+		}
+	}
+	if len(queued) > len(dups) {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (l *Log) unwait(p *pending) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ws := l.waiters[p.hash]
+	for i, w := range ws {
+		if w == p {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(l.waiters, p.hash)
+	} else {
+		l.waiters[p.hash] = ws
+	}
+}
+
+func (l *Log) waiting() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.waiters) > 0
+}
+
+// sequenceLoop integrates (embedded) or watches (remote) the tree and
+// publishes every growth.
+func (l *Log) sequenceLoop(ctx context.Context) {
+	defer l.wg.Done()
+	t := time.NewTimer(l.opts.Interval)
+	defer t.Stop()
+	backoff := l.opts.Interval
+	for {
+		wait := l.opts.Interval
+		if !l.backend.Sequences() && !l.waiting() {
+			wait = 10 * l.opts.Interval
+		}
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.kick:
+		case <-t.C:
+		}
+		if err := l.sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			l.failed.Store(&err)
+			l.m.errors.WithLabelValues("publish").Inc()
+			l.log.Error("sequence and publish", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = l.opts.Interval
+		l.failed.Store(nil)
+	}
+}
+
+// sync runs sequencing passes (embedded) and publishes until the head
+// matches Trillian's tree.
+func (l *Log) sync(ctx context.Context) error {
+	for {
+		n := 0
+		if l.backend.Sequences() {
+			start := time.Now()
+			var err error
+			if n, err = l.backend.Integrate(ctx, l.opts.BatchSize); err != nil {
+				return fmt.Errorf("integrate: %w", err)
+			}
+			if n > 0 {
+				l.m.integrateLatency.Observe(time.Since(start).Seconds())
+			}
+		}
+		root, err := l.backend.Root(ctx)
+		if err != nil {
+			return fmt.Errorf("tree head: %w", err)
+		}
+		if int64(root.TreeSize) > l.Head().Size {
+			if err := l.publish(ctx, int64(root.TreeSize), root.RootHash); err != nil {
+				return err
+			}
+		}
+		if n < l.opts.BatchSize {
+			return nil
+		}
+	}
+}
+
+// pass is one publish step computed in memory and not yet stored.
+type pass struct {
+	entries []store.Entry
+	tiles   []tree.Tile
+	cp      store.Checkpoint
+	head    *Head // set once signed
+}
+
+// publish makes the leaves between the head and Trillian's size visible. A
+// pass whose store write failed is kept and retried before any new work, so
+// the in-memory tiles never run ahead of what is stored for long.
+func (l *Log) publish(ctx context.Context, size int64, trillianRoot []byte) error {
+	start := time.Now()
+	if l.unstored == nil {
+		p, err := l.compute(ctx, size, trillianRoot)
+		if err != nil {
+			return err
+		}
+		l.unstored = p
+	}
+	p := l.unstored
+	if p.cp.Note == nil {
+		if err := l.sign(ctx, p); err != nil {
+			return err
+		}
+	}
+	if err := l.store.Publish(ctx, p.head.TreeID, p.entries, p.tiles, p.cp); err != nil {
+		return fmt.Errorf("store pass up to %d: %w", p.head.Size, err)
+	}
+	l.unstored = nil
+	l.head.Store(p.head)
+	l.m.treeSize.Set(float64(p.head.Size))
+	l.m.publishLatency.Observe(time.Since(start).Seconds())
+	l.m.integrated.Add(float64(len(p.entries)))
+
+	l.mu.Lock()
+	for _, e := range p.entries {
+		for _, w := range l.waiters[e.LeafHash] {
+			w.done <- result{entry: e, head: p.head}
+		}
+		delete(l.waiters, e.LeafHash)
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// compute reads the new leaves, extends the tiles and checks the root
+// against Trillian's.
+func (l *Log) compute(ctx context.Context, size int64, trillianRoot []byte) (*pass, error) {
+	h := l.Head()
+	if l.tree.Size() != h.Size {
+		return nil, fmt.Errorf("tiles at size %d but head at %d after an integrity failure; restart the logserver", l.tree.Size(), h.Size)
+	}
+	treeID := l.backend.TreeID()
+	entries := make([]store.Entry, 0, size-h.Size)
+	for next := h.Size; next < size; {
+		leaves, err := l.backend.Leaves(ctx, next, size-next)
+		if err != nil {
+			return nil, fmt.Errorf("read leaves from %d: %w", next, err)
+		}
+		if len(leaves) == 0 {
+			return nil, fmt.Errorf("read leaves from %d: none returned below size %d", next, size)
+		}
+		for _, lf := range leaves {
+			if lf.LeafIndex != next {
+				return nil, fmt.Errorf("read leaves: got index %d, want %d", lf.LeafIndex, next)
+			}
+			e := store.Entry{TreeID: treeID, Index: next, IntegratedTime: lf.IntegrateTimestamp.AsTime().Unix(), Body: lf.LeafValue}
+			copy(e.LeafHash[:], rfc6962.DefaultHasher.HashLeaf(lf.LeafValue))
+			if !bytes.Equal(e.LeafHash[:], lf.MerkleLeafHash) {
+				return nil, fmt.Errorf("leaf %d: stored Merkle hash does not match its value", next)
+			}
+			entries = append(entries, e)
+			next++
+			if next == size {
+				break
+			}
+		}
+	}
+	hashes := make([]tree.Hash, len(entries))
+	for i := range entries {
+		hashes[i] = entries[i].LeafHash
+	}
+	tiles := l.tree.Append(hashes)
+	root, err := l.tree.Root(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(root[:], trillianRoot) {
+		// The tiles and Trillian disagree: never publish a head we cannot prove.
+		l.m.errors.WithLabelValues("integrity").Inc()
+		return nil, fmt.Errorf("INTEGRITY: computed root %x at size %d differs from Trillian's %x", root[:], size, trillianRoot)
+	}
+
+	return &pass{
+		entries: entries,
+		tiles:   tiles,
+		cp:      store.Checkpoint{Format: "rekor", TreeSize: size, RootHash: root},
+	}, nil
+}
+
+// sign signs every SET of the pass and its checkpoint in one signer call.
+func (l *Log) sign(ctx context.Context, p *pass) error {
+	treeID := l.backend.TreeID()
+	digests := make([][sha256.Size]byte, len(p.entries)+1)
+	for i, e := range p.entries {
+		digests[i] = sha256.Sum256(setPayload(e.Body, e.IntegratedTime, l.logID, e.Index))
+	}
+	text := rekorCheckpointText(l.opts.Hostname, treeID, p.cp.TreeSize, p.cp.RootHash)
+	digests[len(p.entries)] = sha256.Sum256([]byte(text))
+	sigs, err := l.signer.SignDigests(ctx, digests)
+	if err != nil {
+		return fmt.Errorf("sign pass up to %d: %w", p.cp.TreeSize, err)
+	}
+	for i := range p.entries {
+		p.entries[i].SET = sigs[i]
+	}
+	p.cp.Note = rekorNote(text, l.opts.Hostname, l.hint, sigs[len(p.entries)])
+	p.head = &Head{TreeID: treeID, Size: p.cp.TreeSize, Root: p.cp.RootHash, Checkpoint: p.cp.Note}
+	return nil
+}
+
+func (l *Log) signCheckpoint(ctx context.Context, size int64, root tree.Hash) ([]byte, error) {
+	text := rekorCheckpointText(l.opts.Hostname, l.backend.TreeID(), size, root)
+	sigs, err := l.signer.SignDigests(ctx, [][sha256.Size]byte{sha256.Sum256([]byte(text))})
+	if err != nil {
+		return nil, fmt.Errorf("sign checkpoint: %w", err)
+	}
+	return rekorNote(text, l.opts.Hostname, l.hint, sigs[0]), nil
+}
+
+// Close stops admitting, lets in-flight batches finish, and stops the loops.
+// Writers still waiting get ErrClosed; their entries, if queued, are
+// published at the next start.
+func (l *Log) Close() {
+	if l.closed.Swap(true) {
+		return
+	}
+	// Give queued work a moment to be published before stopping.
+	deadline := time.Now().Add(5 * time.Second)
+	for l.waiting() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	l.stop()
+	l.wg.Wait()
+	l.mu.Lock()
+	for h, ws := range l.waiters {
+		for _, p := range ws {
+			p.done <- result{err: ErrClosed}
+		}
+		delete(l.waiters, h)
+	}
+	l.mu.Unlock()
+	for {
+		select {
+		case p := <-l.admit:
+			p.done <- result{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
