@@ -110,7 +110,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	if err != nil {
 		return nil, err
 	}
+	algs, err := rekorv1.NewAlgorithmRegistry(cfg.API.SigningAlgorithms)
+	if err != nil {
+		return nil, fmt.Errorf("api.signing_algorithms: %w", err)
+	}
 	api := rekorv1.New(a.seq, st, rekorv1.Options{
+		Algorithms:      algs,
 		MaxRequestBytes: cfg.API.MaxRequestBytes,
 		WriteTimeout:    cfg.API.WriteTimeout,
 		PublicKeyPEM:    pubPEM,

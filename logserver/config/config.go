@@ -117,6 +117,12 @@ type API struct {
 	// WriteTimeout bounds how long a write waits for integration before it
 	// answers 504 (the entry is still logged; a retry gets 409). Default 30s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// SigningAlgorithms restricts the key/hash combinations accepted in
+	// hashedrekord entries, in Rekor's --client-signing-algorithms form
+	// (e.g. "ecdsa-sha2-256-nistp256", "ed25519-ph", "rsa-sign-pkcs1-2048-sha256").
+	// Default: Rekor's default list (RSA 2048-4096 PKCS#1v1.5, ECDSA
+	// P-256/384/521, Ed25519, Ed25519ph).
+	SigningAlgorithms []string `yaml:"signing_algorithms"`
 }
 
 // Logging configures slog.

@@ -30,6 +30,7 @@ import (
 	"github.com/sigstore/rekor/pkg/sharding"
 	"github.com/sigstore/rekor/pkg/types"
 	"github.com/sigstore/rekor/pkg/util"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	// The entry kinds this log accepts.
 	_ "github.com/sigstore/rekor/pkg/types/dsse/v0.0.1"
@@ -49,6 +50,7 @@ type Options struct {
 	MaxRequestBytes int64
 	WriteTimeout    time.Duration
 	PublicKeyPEM    []byte
+	Algorithms      *signature.AlgorithmRegistryConfig // allowed client key/hash pairs
 	Logger          *slog.Logger
 }
 
@@ -67,6 +69,9 @@ type Server struct {
 func New(l *sequence.Log, s *store.Store, o Options, reg metricsRegisterer) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Algorithms == nil {
+		o.Algorithms, _ = NewAlgorithmRegistry(nil)
 	}
 	return &Server{log: l, store: s, treeID: l.Head().TreeID, opts: o, slog: o.Logger, logID: l.LogID(), m: newMetrics(reg)}
 }
@@ -249,6 +254,9 @@ func (s *Server) createLogEntry(w http.ResponseWriter, r *http.Request) error {
 	entry, err := types.CreateVersionedEntry(pe)
 	if err != nil {
 		return badRequest(err, fmt.Sprintf(msgValidation, err))
+	}
+	if err := checkAlgorithms(entry, s.opts.Algorithms); err != nil {
+		return err
 	}
 	leaf, err := types.CanonicalizeEntry(r.Context(), entry)
 	if err != nil {

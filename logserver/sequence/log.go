@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/trillian/types"
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/stellaops/tlog/logserver/logkey"
@@ -88,11 +89,12 @@ type Log struct {
 
 	admit chan *pending
 	kick  chan struct{}
+	roots chan types.LogRootV1 // sequence loop -> publish loop, newest head only
 
 	mu      sync.Mutex
 	waiters map[tree.Hash][]*pending
 
-	unstored *pass        // computed pass whose store write failed; sequence loop only
+	unstored *pass                 // computed pass whose store write failed; publish loop only
 	failed   atomic.Pointer[error] // last publish failure, nil when healthy
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -145,6 +147,7 @@ func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, 
 		tree:    tree.New(s.Tiles(b.TreeID()), o.TileCache),
 		admit:   make(chan *pending, 4*o.BatchSize),
 		kick:    make(chan struct{}, 1),
+		roots:   make(chan types.LogRootV1, 1),
 		waiters: map[tree.Hash][]*pending{},
 	}
 	if err := l.restore(ctx); err != nil {
@@ -161,8 +164,9 @@ func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, 
 		l.wg.Add(1)
 		go l.admitLoop(runCtx)
 	}
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go l.sequenceLoop(runCtx)
+	go l.publishLoop(runCtx)
 	return l, nil
 }
 
@@ -364,10 +368,12 @@ func (l *Log) waiting() bool {
 	return len(l.waiters) > 0
 }
 
-// sequenceLoop integrates (embedded) or watches (remote) the tree and
-// publishes every growth.
+// sequenceLoop integrates (embedded) or watches (remote) the tree and hands
+// every new tree head to the publish loop, so the next sequencing pass runs
+// while the previous batch is being signed and stored.
 func (l *Log) sequenceLoop(ctx context.Context) {
 	defer l.wg.Done()
+	defer close(l.roots)
 	t := time.NewTimer(l.opts.Interval)
 	defer t.Stop()
 	backoff := l.opts.Interval
@@ -383,44 +389,95 @@ func (l *Log) sequenceLoop(ctx context.Context) {
 		case <-l.kick:
 		case <-t.C:
 		}
-		if err := l.sync(ctx); err != nil {
+		for {
+			root, n, err := l.step(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				l.fail(err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				break
+			}
+			backoff = l.opts.Interval
+			// Hand over the newest head; a head the publisher has not taken
+			// yet is replaced, so it publishes bigger batches when behind.
+			select {
+			case <-l.roots:
+			default:
+			}
+			l.roots <- root
+			if n < l.opts.BatchSize {
+				break
+			}
+		}
+	}
+}
+
+// publishLoop publishes the heads the sequence loop finds.
+func (l *Log) publishLoop(ctx context.Context) {
+	defer l.wg.Done()
+	backoff := l.opts.Interval
+	for root := range l.roots {
+		for int64(root.TreeSize) > l.Head().Size {
+			err := l.publish(ctx, int64(root.TreeSize), root.RootHash)
+			if err == nil {
+				backoff = l.opts.Interval
+				l.failed.Store(nil)
+				break
+			}
 			if ctx.Err() != nil {
 				return
 			}
-			l.failed.Store(&err)
-			l.m.errors.WithLabelValues("publish").Inc()
-			l.log.Error("sequence and publish", "error", err)
+			l.fail(err)
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 5*time.Second)
-			continue
 		}
-		backoff = l.opts.Interval
-		l.failed.Store(nil)
 	}
 }
 
-// sync runs sequencing passes (embedded) and publishes until the head
-// matches Trillian's tree.
+func (l *Log) fail(err error) {
+	l.failed.Store(&err)
+	l.m.errors.WithLabelValues("publish").Inc()
+	l.log.Error("sequence and publish", "error", err)
+}
+
+// step runs one sequencing pass (embedded) and reads the tree head.
+func (l *Log) step(ctx context.Context) (types.LogRootV1, int, error) {
+	n := 0
+	if l.backend.Sequences() {
+		start := time.Now()
+		var err error
+		if n, err = l.backend.Integrate(ctx, l.opts.BatchSize); err != nil {
+			return types.LogRootV1{}, 0, fmt.Errorf("integrate: %w", err)
+		}
+		if n > 0 {
+			l.m.integrateLatency.Observe(time.Since(start).Seconds())
+		}
+	}
+	root, err := l.backend.Root(ctx)
+	if err != nil {
+		return root, n, fmt.Errorf("tree head: %w", err)
+	}
+	return root, n, nil
+}
+
+// sync runs sequencing passes and publishes until the head matches
+// Trillian's tree (at start-up, before the loops run).
 func (l *Log) sync(ctx context.Context) error {
 	for {
-		n := 0
-		if l.backend.Sequences() {
-			start := time.Now()
-			var err error
-			if n, err = l.backend.Integrate(ctx, l.opts.BatchSize); err != nil {
-				return fmt.Errorf("integrate: %w", err)
-			}
-			if n > 0 {
-				l.m.integrateLatency.Observe(time.Since(start).Seconds())
-			}
-		}
-		root, err := l.backend.Root(ctx)
+		root, n, err := l.step(ctx)
 		if err != nil {
-			return fmt.Errorf("tree head: %w", err)
+			return err
 		}
 		if int64(root.TreeSize) > l.Head().Size {
 			if err := l.publish(ctx, int64(root.TreeSize), root.RootHash); err != nil {
