@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -105,7 +106,7 @@ sequencer:
 		return fmt.Errorf("logserver: %w (see %s)", err, filepath.Join(dir, "logserver.log"))
 	}
 
-	env := fmt.Sprintf("export LOG_URL=%s\nexport LOG_PUBLIC_KEY=%s\n", logURL, filepath.Join(keys, "log-key.pub.pem"))
+	env := exportLine("LOG_URL", logURL) + exportLine("LOG_PUBLIC_KEY", filepath.Join(keys, "log-key.pub.pem"))
 	if err := writeFile(envFile, []byte(env), 0o644); err != nil {
 		return err
 	}
@@ -232,6 +233,11 @@ func secret(path string) string {
 	s := fmt.Sprintf("%x", buf)
 	_ = writeFile(path, []byte(s), 0o600)
 	return s
+}
+
+// exportLine is a shell export of a single-quoted value.
+func exportLine(name, value string) string {
+	return "export " + name + "='" + strings.ReplaceAll(value, "'", `'\''`) + "'\n"
 }
 
 func writeFile(path string, data []byte, mode os.FileMode) error {

@@ -1,0 +1,143 @@
+package localrun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sigstore/rekor/pkg/generated/models"
+
+	"github.com/stellaops/tlog/testing/entries"
+)
+
+// TestRunContract checks what `make run` promises: .run/env appears with
+// LOG_URL and LOG_PUBLIC_KEY once the log answers, disappears on stop, and a
+// second run serves the same tree with the same key and entries.
+func TestRunContract(t *testing.T) {
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-tags", "batched_queue", "-o", bin, "github.com/stellaops/tlog/logserver/cmd/logserver")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build logserver: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+
+	type run struct {
+		env    map[string]string
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func() run {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := run{cancel: cancel, done: make(chan error, 1)}
+		go func() { r.done <- Run(ctx, Options{Dir: dir, BinDir: bin, Out: io.Discard}) }()
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			data, err := os.ReadFile(filepath.Join(dir, "env"))
+			if err == nil {
+				r.env = parseEnv(t, string(data))
+				return r
+			}
+			select {
+			case err := <-r.done:
+				t.Fatalf("run ended before ready: %v", err)
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("env not written within 3 minutes")
+			}
+		}
+	}
+	stop := func(r run) {
+		r.cancel()
+		if err := <-r.done; err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "env")); !os.IsNotExist(err) {
+			t.Fatalf("env still present after stop: %v", err)
+		}
+	}
+
+	r1 := start()
+	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY"} {
+		if r1.env[k] == "" {
+			t.Fatalf("env lacks %s: %v", k, r1.env)
+		}
+	}
+	key1, err := os.ReadFile(r1.env["LOG_PUBLIC_KEY"])
+	if err != nil || !strings.Contains(string(key1), "PUBLIC KEY") {
+		t.Fatalf("public key file: %v", err)
+	}
+	s, err := entries.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe, err := s.HashedRekord([]byte("make run contract"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(pe)
+	resp, err := http.Post(r1.env["LOG_URL"]+"/api/v1/log/entries", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create entry: %s", resp.Status)
+	}
+	info1 := logInfo(t, r1.env["LOG_URL"])
+	stop(r1)
+
+	r2 := start()
+	defer stop(r2)
+	info2 := logInfo(t, r2.env["LOG_URL"])
+	if *info2.TreeID != *info1.TreeID || *info2.TreeSize != *info1.TreeSize || *info2.RootHash != *info1.RootHash {
+		t.Fatalf("second run serves tree %s size %d, first served %s size %d", *info2.TreeID, *info2.TreeSize, *info1.TreeID, *info1.TreeSize)
+	}
+	key2, _ := os.ReadFile(r2.env["LOG_PUBLIC_KEY"])
+	if !bytes.Equal(key1, key2) {
+		t.Fatal("the log key changed between runs")
+	}
+	resp, err = http.Post(r2.env["LOG_URL"]+"/api/v1/log/entries", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("re-submitting after restart: %s, want 409", resp.Status)
+	}
+}
+
+func parseEnv(t *testing.T, s string) map[string]string {
+	env := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		kv, ok := strings.CutPrefix(line, "export ")
+		k, v, ok2 := strings.Cut(kv, "=")
+		if !ok || !ok2 {
+			t.Fatalf("env line %q is not an export", line)
+		}
+		env[k] = strings.Trim(v, "'")
+	}
+	return env
+}
+
+func logInfo(t *testing.T, url string) models.LogInfo {
+	t.Helper()
+	resp, err := http.Get(url + "/api/v1/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var li models.LogInfo
+	if err := json.NewDecoder(resp.Body).Decode(&li); err != nil {
+		t.Fatal(err)
+	}
+	return li
+}
