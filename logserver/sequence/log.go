@@ -314,33 +314,36 @@ func (l *Log) queue(ctx context.Context, batch []*pending) {
 		}
 		return
 	}
-	var keys []store.IndexKey
+	fresh := 0
 	for i, p := range queued {
-		for _, k := range p.keys {
-			keys = append(keys, store.IndexKey{Key: k, LeafHash: p.hash})
-		}
 		if dup[i] {
 			l.unwait(p)
 			dups = append(dups, p)
+		} else {
+			fresh++
 		}
 	}
+	if fresh > 0 {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+	// Search keys of new entries are stored with the entries when they are
+	// published. A duplicate's keys are (re)written here, which repairs the
+	// index for an entry whose first writer never saw it published.
+	var keys []store.IndexKey
 	for _, p := range dups {
+		for _, k := range p.keys {
+			keys = append(keys, store.IndexKey{Key: k, LeafHash: p.hash})
+		}
 		l.m.duplicates.Inc()
 		p.done <- result{err: &ErrDuplicate{LeafHash: p.hash}}
 	}
-	// Search keys are written once the leaf is queued (and again for a
-	// duplicate, so a retry after a crash repairs them). Index lookups are
-	// best effort, as in Rekor: a failure here does not fail the write.
 	if len(keys) > 0 {
 		if err := l.store.AddIndexKeys(ctx, l.backend.TreeID(), keys); err != nil {
 			l.log.Error("index keys", "error", err)
 			l.m.errors.WithLabelValues("index").Inc()
-		}
-	}
-	if len(queued) > len(dups) {
-		select {
-		case l.kick <- struct{}{}:
-		default:
 		}
 	}
 }
@@ -516,7 +519,17 @@ func (l *Log) publish(ctx context.Context, size int64, trillianRoot []byte) erro
 			return err
 		}
 	}
-	if err := l.store.Publish(ctx, p.head.TreeID, p.entries, p.tiles, p.cp); err != nil {
+	var keys []store.IndexKey
+	l.mu.Lock()
+	for _, e := range p.entries {
+		for _, w := range l.waiters[e.LeafHash] {
+			for _, k := range w.keys {
+				keys = append(keys, store.IndexKey{Key: k, LeafHash: e.LeafHash})
+			}
+		}
+	}
+	l.mu.Unlock()
+	if err := l.store.Publish(ctx, p.head.TreeID, p.entries, p.tiles, keys, p.cp); err != nil {
 		return fmt.Errorf("store pass up to %d: %w", p.head.Size, err)
 	}
 	l.unstored = nil

@@ -148,9 +148,10 @@ type Checkpoint struct {
 }
 
 // Publish stores, in one transaction, the entries integrated by one pass,
-// the tiles they completed and the checkpoint that covers them. Re-publishing
+// the tiles they completed, their search keys and the checkpoint that covers
+// them. Re-publishing
 // the same entries (after a crash) is harmless: rows already present are kept.
-func (s *Store) Publish(ctx context.Context, treeID int64, entries []Entry, tiles []tree.Tile, cp Checkpoint) error {
+func (s *Store) Publish(ctx context.Context, treeID int64, entries []Entry, tiles []tree.Tile, keys []IndexKey, cp Checkpoint) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -180,6 +181,9 @@ func (s *Store) Publish(ctx context.Context, treeID int64, entries []Entry, tile
 			treeID, t.Level, t.Index, t.Data); err != nil {
 			return fmt.Errorf("store tile: %w", err)
 		}
+	}
+	if err := addIndexKeys(ctx, tx, treeID, keys); err != nil {
+		return err
 	}
 	if cp.Note != nil {
 		if _, err := tx.ExecContext(ctx,
@@ -239,6 +243,14 @@ type IndexKey struct {
 
 // AddIndexKeys records search keys for entries of tree; existing ones are kept.
 func (s *Store) AddIndexKeys(ctx context.Context, treeID int64, keys []IndexKey) error {
+	return addIndexKeys(ctx, s.db, treeID, keys)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func addIndexKeys(ctx context.Context, db execer, treeID int64, keys []IndexKey) error {
 	for len(keys) > 0 {
 		n := min(512, len(keys))
 		var q strings.Builder
@@ -251,7 +263,7 @@ func (s *Store) AddIndexKeys(ctx context.Context, treeID int64, keys []IndexKey)
 			q.WriteString("(?,?,?)")
 			args = append(args, k.Key, treeID, k.LeafHash[:])
 		}
-		if _, err := s.db.ExecContext(ctx, q.String(), args...); err != nil {
+		if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("store index keys: %w", err)
 		}
 		keys = keys[n:]

@@ -1,0 +1,63 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, yaml string) (*Config, error) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Load(p)
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, "hostname: log.example\ndatabase:\n  dsn: u:p@tcp(127.0.0.1:3306)/db\nkey:\n  file: k.pem\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:3000" || c.Trillian.Mode != "embedded" || c.Sequencer.BatchSize != 1000 ||
+		c.Sequencer.Interval != 50*time.Millisecond || c.API.MaxRequestBytes != 32<<20 || c.Database.MaxConns != 32 {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestDSNFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "dsn")
+	os.WriteFile(f, []byte("u:p@tcp(127.0.0.1:3306)/db\n"), 0o600)
+	c, err := load(t, "hostname: h\ndatabase:\n  dsn_file: "+f+"\nkey:\n  file: k.pem\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Database.DSN != "u:p@tcp(127.0.0.1:3306)/db" {
+		t.Fatalf("dsn %q", c.Database.DSN)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"unknown field":   {"hostname: h\nbogus: 1\n", "bogus"},
+		"no dsn":          {"hostname: h\nkey:\n  file: k\n", "database.dsn"},
+		"no key":          {"hostname: h\ndatabase:\n  dsn: x\n", "key.file"},
+		"bad mode":        {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\ntrillian:\n  mode: cloud\n", "trillian.mode"},
+		"remote no addr":  {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\ntrillian:\n  mode: remote\n", "trillian.address"},
+		"hostname spaces": {"hostname: a b\ndatabase:\n  dsn: x\nkey:\n  file: k\n", "hostname"},
+		"bad listen":      {"listen: nope\nhostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\n", "listen"},
+		"batch too big":   {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\nsequencer:\n  batch_size: 100000\n", "batch_size"},
+		"bad level":       {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\nlogging:\n  level: loud\n", "logging.level"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := load(t, tc.yaml)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
