@@ -20,6 +20,10 @@ type Config struct {
 	// /api/v1, /healthz, /readyz and /metrics. Default 127.0.0.1:3000.
 	Listen string `yaml:"listen"`
 
+	// DebugListen, if set, serves Go's pprof profiles (/debug/pprof/) on
+	// this address. Keep it on loopback. Default: off.
+	DebugListen string `yaml:"debug_listen"`
+
 	// Hostname names the log in its checkpoints: the Rekor checkpoint origin
 	// is "<hostname> - <treeID>". Clients pin it through the checkpoint, so
 	// keep it stable. Default: the machine's hostname.
@@ -160,6 +164,11 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen %q: %v", c.Listen, err)
+	}
+	if c.DebugListen != "" {
+		if _, _, err := net.SplitHostPort(c.DebugListen); err != nil {
+			bad("debug_listen %q: %v", c.DebugListen, err)
+		}
 	}
 	if c.Hostname == "" {
 		h, err := os.Hostname()

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -52,6 +54,13 @@ func run(path string) error {
 		return err
 	}
 	logger.Info("serving", "addr", l.Addr().String())
+	if cfg.DebugListen != "" {
+		go func() {
+			// net/http/pprof registers on the default mux, which serves nothing else.
+			err := http.ListenAndServe(cfg.DebugListen, http.DefaultServeMux)
+			logger.Error("debug listener", "error", err)
+		}()
+	}
 	served := make(chan error, 1)
 	go func() { served <- a.Serve(l) }()
 

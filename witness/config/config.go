@@ -1,0 +1,288 @@
+// Package config is the witness configuration: one YAML file mapped onto
+// Config, whose field comments are the operator manual. Load rejects unknown
+// keys and Validate checks everything at start-up, so a witness that starts
+// has a usable configuration.
+//
+// Example:
+//
+//	name: witness.example.com/w1
+//	key_file: /var/lib/witness/witness.key
+//	db_file: /var/lib/witness/witness.db
+//	listen: ":7380"
+//	budget: {rate: 2, burst: 20}
+//	logs:
+//	  - origin: example.com/log
+//	    vkeys: ["example.com/log+a1b2c3d4+AeVs…"]
+//	  - origin: rekor.example.com - 1193050959916656506
+//	    vkeys: ["rekor.example.com+c0d23d6a+AjBZMBMG…"]
+//	    budget: {rate: 5, burst: 50}
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/stellaops/tlog/witness/logkey"
+)
+
+// ErrInvalid wraps every validation error.
+var ErrInvalid = errors.New("invalid witness configuration")
+
+// Config is the witness configuration file.
+type Config struct {
+	// Name is the witness's cosigner name, the key name in its signature
+	// lines and vkey: a schema-less URL such as "witness.example.com/w1"
+	// (no spaces, no '+'). Required. Logs configure the witness by its vkey,
+	// which `witness keygen` or the start-up log prints.
+	Name string `yaml:"name"`
+
+	// KeyFile is the path of the witness's Ed25519 private key, a PEM
+	// "PRIVATE KEY" (PKCS #8) file as written by `witness keygen` or
+	// `openssl genpkey -algorithm ed25519`. Required; keep it mode 0600.
+	KeyFile string `yaml:"key_file"`
+
+	// DBFile is the path of the state database (bbolt), created if missing.
+	// It holds the registered logs and the latest cosigned checkpoint of
+	// each. Required. Losing it lets the witness be rolled back: back it up
+	// and never restore an older copy onto a witness that has since cosigned.
+	DBFile string `yaml:"db_file"`
+
+	// AdminSocket is the Unix socket on which the running server accepts the
+	// `witness logs ...` commands (the database is locked while it runs).
+	// Default: DBFile + ".sock".
+	AdminSocket string `yaml:"admin_socket"`
+
+	// Listen is the address of the public HTTP listener (add-checkpoint,
+	// monitoring, /healthz, /readyz). Default ":7380".
+	Listen string `yaml:"listen"`
+
+	// MetricsListen, if set, serves /metrics (and /healthz, /readyz) on this
+	// separate address instead of on Listen, e.g. "127.0.0.1:9380".
+	MetricsListen string `yaml:"metrics_listen"`
+
+	// SubmissionPrefix is the path prefix of add-checkpoint, e.g. "/witness"
+	// for POST /witness/add-checkpoint. Default "" (POST /add-checkpoint).
+	// Must start with "/" and not end with "/".
+	SubmissionPrefix string `yaml:"submission_prefix"`
+
+	// MonitoringPrefix is the path prefix of the monitoring API,
+	// GET <prefix>/<hex SHA-256(origin)>/checkpoint. Default "".
+	MonitoringPrefix string `yaml:"monitoring_prefix"`
+
+	// MaxBodyBytes caps add-checkpoint request bodies; larger ones get 413.
+	// Default 262144 (256 KiB), at least 16384.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound
+	// slow clients (Go duration strings such as "5s").
+	// Defaults 5s, 10s, 15s, 120s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+
+	// ShutdownTimeout is how long SIGINT/SIGTERM waits for in-flight
+	// requests before closing connections. Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// Budget is the default request budget of each log: a token bucket of
+	// Burst requests refilled at Rate per second. Requests over budget get
+	// 429 with Retry-After. Only requests carrying a valid log signature are
+	// charged. Default {rate: 1, burst: 30}.
+	Budget Budget `yaml:"budget"`
+
+	// Logs are the logs this witness cosigns. Each is stored in the database
+	// at start-up (source "config"), replacing the keys of a log with the
+	// same origin; a config log that disappears from this list is disabled,
+	// and enabled again if it comes back (unless `witness logs disable` was
+	// used on it).
+	// Logs can also be added at run time with `witness logs add`.
+	Logs []Log `yaml:"logs"`
+
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+
+	// LogFormat is json or text (slog handlers on stderr). Default json.
+	LogFormat string `yaml:"log_format"`
+}
+
+// Budget is a token bucket.
+type Budget struct {
+	// Rate is the sustained number of requests per second (> 0).
+	Rate float64 `yaml:"rate"`
+	// Burst is the bucket size (≥ 1).
+	Burst int `yaml:"burst"`
+}
+
+// Log is a witnessed log.
+type Log struct {
+	// Origin is the checkpoint's first line, exactly, e.g.
+	// "example.com/log" or, for Rekor v1, "rekor.example.com - <treeID>".
+	Origin string `yaml:"origin"`
+
+	// VKeys are the log's signed-note verifier keys; a checkpoint needs a
+	// valid signature from at least one and no failing one. Two forms:
+	//
+	//   Ed25519: <name>+<hex key ID>+base64(0x01 || 32-byte key), the form
+	//   of golang.org/x/mod/sumdb/note; the key ID is
+	//   SHA-256(name || 0x0A || 0x01 || key)[:4].
+	//
+	//   ECDSA (Rekor v1): <name>+<hex key ID>+base64(0x02 || DER SPKI), the
+	//   form of github.com/transparency-dev/formats/note; the key ID is
+	//   SHA-256(DER SPKI)[:4] and name is the signature line's name, the bare
+	//   hostname for Rekor. `witness vkey -name <host> -pubkey rekor.pem`
+	//   converts Rekor's PEM public key.
+	VKeys []string `yaml:"vkeys"`
+
+	// Budget overrides the default budget for this log.
+	Budget *Budget `yaml:"budget"`
+}
+
+// Load reads and validates a configuration file. Relative paths in it are
+// resolved against the file's directory and made absolute.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	c, err := Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range []*string{&c.KeyFile, &c.DBFile, &c.AdminSocket} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	return c, nil
+}
+
+// Parse decodes YAML strictly (unknown keys are errors), applies defaults
+// and validates.
+func Parse(raw []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Listen == "" {
+		c.Listen = ":7380"
+	}
+	if c.AdminSocket == "" && c.DBFile != "" {
+		c.AdminSocket = c.DBFile + ".sock"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 256 << 10
+	}
+	def(&c.ReadHeaderTimeout, 5*time.Second)
+	def(&c.ReadTimeout, 10*time.Second)
+	def(&c.WriteTimeout, 15*time.Second)
+	def(&c.IdleTimeout, 120*time.Second)
+	def(&c.ShutdownTimeout, 10*time.Second)
+	if c.Budget == (Budget{}) {
+		c.Budget = Budget{Rate: 1, Burst: 30}
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+	}
+}
+
+// Validate checks every field and returns all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !logkey.ValidName(c.Name) {
+		bad("name %q: must be a non-empty key name without spaces or '+'", c.Name)
+	}
+	if c.KeyFile == "" {
+		bad("key_file is required")
+	}
+	if c.DBFile == "" {
+		bad("db_file is required")
+	}
+	for field, p := range map[string]string{"submission_prefix": c.SubmissionPrefix, "monitoring_prefix": c.MonitoringPrefix} {
+		if p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "{}# ?")) {
+			bad("%s %q: must start with '/', not end with '/', and hold no '{', '}', '#', '?' or space", field, p)
+		}
+	}
+	if c.MetricsListen != "" && c.MetricsListen == c.Listen {
+		bad("metrics_listen must differ from listen")
+	}
+	if c.MaxBodyBytes < 16<<10 {
+		bad("max_body_bytes %d: must be at least 16384", c.MaxBodyBytes)
+	}
+	for name, d := range map[string]time.Duration{"read_header_timeout": c.ReadHeaderTimeout, "read_timeout": c.ReadTimeout,
+		"write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout} {
+		if d < 0 {
+			bad("%s %v: must be positive", name, d)
+		}
+	}
+	if err := c.Budget.check(); err != nil {
+		bad("budget: %v", err)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("log_format %q: want json or text", c.LogFormat)
+	}
+	seen := make(map[string]bool)
+	for i, l := range c.Logs {
+		if seen[l.Origin] {
+			bad("logs[%d]: origin %q listed twice", i, l.Origin)
+		}
+		seen[l.Origin] = true
+		if _, err := logkey.ParseLog(l.Origin, l.VKeys); err != nil {
+			bad("logs[%d] (%q): %v", i, l.Origin, err)
+		}
+		if l.Budget != nil {
+			if err := l.Budget.check(); err != nil {
+				bad("logs[%d] (%q) budget: %v", i, l.Origin, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}
+
+func (b Budget) check() error {
+	if !(b.Rate > 0) {
+		return fmt.Errorf("rate %v: must be > 0 requests per second", b.Rate)
+	}
+	if b.Burst < 1 {
+		return fmt.Errorf("burst %d: must be at least 1", b.Burst)
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellaops/tlog/witness/config"
+)
+
+const vkey = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
+
+const minimal = `
+name: witness.example/w1
+key_file: w.key
+db_file: state/w.db
+logs:
+  - origin: example.com/foo
+    vkeys: ["` + vkey + `"]
+`
+
+func TestLoadDefaults(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "witness.yaml")
+	if err := os.WriteFile(p, []byte(minimal+"read_timeout: 3s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.KeyFile != filepath.Join(dir, "w.key") || c.DBFile != filepath.Join(dir, "state/w.db") ||
+		c.AdminSocket != filepath.Join(dir, "state/w.db.sock") {
+		t.Errorf("paths not resolved against the config dir: %q %q %q", c.KeyFile, c.DBFile, c.AdminSocket)
+	}
+	if c.Listen != ":7380" || c.ReadTimeout != 3*time.Second || c.ReadHeaderTimeout != 5*time.Second ||
+		c.MaxBodyBytes != 256<<10 || c.Budget.Rate != 1 || c.Budget.Burst != 30 || c.LogFormat != "json" {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	for name, tc := range map[string]struct {
+		yaml string
+		want string
+	}{
+		"unknown key":      {minimal + "listen_addr: x\n", "field listen_addr not found"},
+		"no name":          {strings.Replace(minimal, "name: witness.example/w1", "", 1), "name \"\""},
+		"name with space":  {strings.Replace(minimal, "witness.example/w1", "'a b'", 1), "name \"a b\""},
+		"no key file":      {strings.Replace(minimal, "key_file: w.key", "", 1), "key_file is required"},
+		"no db":            {strings.Replace(minimal, "db_file: state/w.db", "", 1), "db_file is required"},
+		"bad vkey":         {strings.Replace(minimal, "530d903a", "530d903b", 1), "invalid verifier key"},
+		"log budget rate":  {strings.Replace(minimal, "origin: example.com/foo", "origin: example.com/foo\n    budget: {rate: 0, burst: 1}", 1), "rate 0"},
+		"duplicate origin": {minimal + "  - origin: example.com/foo\n    vkeys: [\"" + vkey + "\"]\n", "listed twice"},
+		"no vkeys":         {minimal + "  - origin: example.com/bar\n", "no verifier key"},
+		"bad prefix":       {minimal + "submission_prefix: witness/\n", "submission_prefix"},
+		"small body cap":   {minimal + "max_body_bytes: 100\n", "max_body_bytes"},
+		"negative timeout": {minimal + "read_timeout: -1s\n", "read_timeout"},
+		"bad duration":     {minimal + "read_timeout: soon\n", "into time.Duration"},
+		"budget burst":     {minimal + "budget: {rate: 1}\n", "burst 0"},
+		"log level":        {minimal + "log_level: loud\n", "log_level"},
+		"same listeners":   {minimal + "listen: :80\nmetrics_listen: :80\n", "metrics_listen"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.yaml))
+			if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrInvalid containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := config.Parse([]byte(minimal)); err != nil {
+		t.Fatalf("minimal config: %v", err)
+	}
+}
+
+func TestAllErrorsReported(t *testing.T) {
+	_, err := config.Parse([]byte("log_format: xml\n"))
+	for _, want := range []string{"name", "key_file", "db_file", "log_format"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
+
+func TestExampleFile(t *testing.T) {
+	c, err := config.Load("../witness.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Logs) != 1 || c.Name != "witness.example.com/w1" {
+		t.Fatalf("%+v", c)
+	}
+}
