@@ -1,0 +1,44 @@
+// Command signer is the Stella signer. For now it holds key management:
+//
+//	signer keys init-token  create a SoftHSM2 development token
+//	signer keys generate    generate a key pair inside a token (or a PEM file)
+//	signer keys list        list the key pairs of a token
+//	signer keys public      print a public key as PEM or as a note vkey
+//	signer keys bench       measure raw token signatures per second
+//
+// PINs are read from files or environment variables, never from flags.
+// Run "signer keys <command> -h" for the flags of each command.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the process exit code:
+// 0 success, 1 failure, 2 usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(stderr, "usage: signer keys <init-token|generate|list|public|bench> [flags]")
+		return 2
+	}
+	switch args[0] {
+	case "keys":
+		return runKeys(ctx, args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "signer: unknown command %q\n", args[0])
+	return 2
+}

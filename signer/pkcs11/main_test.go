@@ -1,0 +1,33 @@
+package pkcs11
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/stellaops/tlog/signer/internal/softhsmtest"
+)
+
+const (
+	testToken      = "signer-test"
+	wrongPINToken  = "signer-wrongpin"
+	testPIN        = softhsmtest.PIN
+	testPINEnvName = "SIGNER_TEST_PKCS11_PIN"
+)
+
+var testModule string
+
+// TestMain creates every token the tests use before the module is first
+// initialised, in a SoftHSM2 token directory private to this run.
+func TestMain(m *testing.M) {
+	env, cleanup, err := softhsmtest.Setup(testToken, wrongPINToken)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "setting up SoftHSM2:", err)
+		os.Exit(1)
+	}
+	testModule = env.Module
+	os.Setenv(testPINEnvName, testPIN)
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
