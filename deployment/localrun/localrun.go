@@ -41,6 +41,7 @@ type Options struct {
 type ports struct {
 	MariaDB   int `json:"mariadb"`
 	Logserver int `json:"logserver"`
+	Debug     int `json:"debug"` // logserver pprof
 }
 
 // Run starts everything and blocks until ctx ends or a service dies.
@@ -78,6 +79,7 @@ func Run(ctx context.Context, o Options) error {
 	lsAddr := "127.0.0.1:" + strconv.Itoa(p.Logserver)
 	cfg := fmt.Sprintf(`# Written by make run; see logserver/config for every field.
 listen: %q
+debug_listen: "127.0.0.1:%d"
 hostname: "stella.local"
 database:
   dsn_file: %q
@@ -87,7 +89,7 @@ key:
   public_key_file: %q
 sequencer:
   interval: 20ms
-`, lsAddr, filepath.Join(dir, "secrets", "rekor-dsn"), filepath.Join(keys, "log-key.pem"), filepath.Join(keys, "log-key.pub.pem"))
+`, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), filepath.Join(keys, "log-key.pem"), filepath.Join(keys, "log-key.pub.pem"))
 	cfgPath := filepath.Join(dir, "logserver.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
@@ -116,11 +118,12 @@ Stella appliance is up.
   Rekor API (LOG_URL):          %s
   log public key (LOG_PUBLIC_KEY): %s
   health / metrics:             %s/readyz  %s/metrics
+  pprof:                        http://127.0.0.1:%d/debug/pprof/
   MariaDB:                      127.0.0.1:%d (data in %s)
   logs:                         %s
 Load the variables with:  . %s
 Press Ctrl-C to stop.
-`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, db.Port, filepath.Join(dir, "mariadb"),
+`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, db.Port, filepath.Join(dir, "mariadb"),
 		filepath.Join(dir, "logserver.log"), envFile)
 
 	select {
@@ -212,7 +215,10 @@ func loadPorts(path string) (ports, error) {
 	if p.Logserver == 0 {
 		p.Logserver = 3000
 	}
-	p.Logserver, err = pick(p.Logserver)
+	if p.Logserver, err = pick(p.Logserver); err != nil {
+		return p, err
+	}
+	p.Debug, err = pick(p.Debug)
 	return p, err
 }
 

@@ -27,9 +27,9 @@ type Backend interface {
 	Sequences() bool
 	// Root returns the latest tree head.
 	Root(ctx context.Context) (types.LogRootV1, error)
-	// Leaves returns integrated leaves from start on, at most count of them
-	// (fewer near the end of the tree or when the storage caps a read).
-	Leaves(ctx context.Context, start, count int64) ([]*trillian.LogLeaf, error)
+	// Since returns the latest tree head and the integrated leaves from
+	// start on: all of [start, root.TreeSize), or the first max of them.
+	Since(ctx context.Context, start, max int64) (types.LogRootV1, []*trillian.LogLeaf, error)
 	// Close releases the backend's connections.
 	Close() error
 }

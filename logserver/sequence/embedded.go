@@ -141,18 +141,35 @@ func (e *Embedded) Root(ctx context.Context) (types.LogRootV1, error) {
 	return root, tx.Commit(ctx)
 }
 
-// Leaves implements Backend.
-func (e *Embedded) Leaves(ctx context.Context, start, count int64) ([]*trillian.LogLeaf, error) {
+// Since implements Backend with one read snapshot for the head and leaves.
+func (e *Embedded) Since(ctx context.Context, start, maxLeaves int64) (types.LogRootV1, []*trillian.LogLeaf, error) {
+	var root types.LogRootV1
 	tx, err := e.reg.LogStorage.SnapshotForTree(ctx, e.tree)
 	if err != nil {
-		return nil, err
+		return root, nil, err
 	}
 	defer tx.Close()
-	leaves, err := tx.GetLeavesByRange(ctx, start, count)
+	slr, err := tx.LatestSignedLogRoot(ctx)
 	if err != nil {
-		return nil, err
+		return root, nil, err
 	}
-	return leaves, tx.Commit(ctx)
+	if err := root.UnmarshalBinary(slr.LogRoot); err != nil {
+		return root, nil, err
+	}
+	end := min(int64(root.TreeSize), start+maxLeaves)
+	var leaves []*trillian.LogLeaf
+	for next := start; next < end; {
+		got, err := tx.GetLeavesByRange(ctx, next, end-next)
+		if err != nil {
+			return root, nil, err
+		}
+		if len(got) == 0 {
+			return root, nil, fmt.Errorf("no leaves at %d below tree size %d", next, root.TreeSize)
+		}
+		leaves = append(leaves, got...)
+		next += int64(len(got))
+	}
+	return root, leaves, tx.Commit(ctx)
 }
 
 // Close implements Backend.

@@ -28,7 +28,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/trillian/types"
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/stellaops/tlog/logserver/logkey"
@@ -63,9 +62,9 @@ type Options struct {
 	BatchSize int
 	// AdmitWorkers is the number of queue transactions in flight at once.
 	AdmitWorkers int
-	// Interval is how often the tree head is checked when no submission
-	// wakes the loop (embedded: sequencing pass; remote: head poll while
-	// writers wait). Idle remote polling uses 10 × Interval.
+	// Interval is how often the tree head is checked while writers wait
+	// and no submission wakes the loop (embedded: a sequencing pass; remote:
+	// a head poll). With no writer waiting it is 10 × Interval.
 	Interval time.Duration
 	// TileCache is how many full Merkle tiles (8 KiB each) stay in memory.
 	TileCache int
@@ -89,7 +88,7 @@ type Log struct {
 
 	admit chan *pending
 	kick  chan struct{}
-	roots chan types.LogRootV1 // sequence loop -> publish loop, newest head only
+	grew  chan struct{} // sequence loop -> publish loop: the tree grew
 
 	mu      sync.Mutex
 	waiters map[tree.Hash][]*pending
@@ -147,7 +146,7 @@ func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, 
 		tree:    tree.New(s.Tiles(b.TreeID()), o.TileCache),
 		admit:   make(chan *pending, 4*o.BatchSize),
 		kick:    make(chan struct{}, 1),
-		roots:   make(chan types.LogRootV1, 1),
+		grew:    make(chan struct{}, 1),
 		waiters: map[tree.Hash][]*pending{},
 	}
 	if err := l.restore(ctx); err != nil {
@@ -371,18 +370,19 @@ func (l *Log) waiting() bool {
 	return len(l.waiters) > 0
 }
 
-// sequenceLoop integrates (embedded) or watches (remote) the tree and hands
-// every new tree head to the publish loop, so the next sequencing pass runs
-// while the previous batch is being signed and stored.
+// sequenceLoop integrates (embedded) or watches (remote) the tree and wakes
+// the publish loop when it grew, so the next sequencing pass runs while the
+// previous batch is being signed and stored.
 func (l *Log) sequenceLoop(ctx context.Context) {
 	defer l.wg.Done()
-	defer close(l.roots)
 	t := time.NewTimer(l.opts.Interval)
 	defer t.Stop()
 	backoff := l.opts.Interval
 	for {
+		// Submissions kick the loop; the timer is a safety net while writers
+		// wait, and an idle poll (other writers, in remote mode) otherwise.
 		wait := l.opts.Interval
-		if !l.backend.Sequences() && !l.waiting() {
+		if !l.waiting() {
 			wait = 10 * l.opts.Interval
 		}
 		t.Reset(wait)
@@ -393,7 +393,7 @@ func (l *Log) sequenceLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		for {
-			root, n, err := l.step(ctx)
+			grew, full, err := l.step(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -408,27 +408,53 @@ func (l *Log) sequenceLoop(ctx context.Context) {
 				break
 			}
 			backoff = l.opts.Interval
-			// Hand over the newest head; a head the publisher has not taken
-			// yet is replaced, so it publishes bigger batches when behind.
-			select {
-			case <-l.roots:
-			default:
+			if grew {
+				select {
+				case l.grew <- struct{}{}:
+				default:
+				}
 			}
-			l.roots <- root
-			if n < l.opts.BatchSize {
+			if !full {
 				break
 			}
 		}
 	}
 }
 
-// publishLoop publishes the heads the sequence loop finds.
+// step runs one sequencing pass (embedded) or reads the tree head (remote).
+// grew says the tree may be ahead of the head; full that the pass was
+// limited by the batch size, so another should follow at once.
+func (l *Log) step(ctx context.Context) (grew, full bool, err error) {
+	if l.backend.Sequences() {
+		start := time.Now()
+		n, err := l.backend.Integrate(ctx, l.opts.BatchSize)
+		if err != nil {
+			return false, false, fmt.Errorf("integrate: %w", err)
+		}
+		if n > 0 {
+			l.m.integrateLatency.Observe(time.Since(start).Seconds())
+		}
+		return n > 0, n >= l.opts.BatchSize, nil
+	}
+	root, err := l.backend.Root(ctx)
+	if err != nil {
+		return false, false, fmt.Errorf("tree head: %w", err)
+	}
+	return int64(root.TreeSize) > l.Head().Size, false, nil
+}
+
+// publishLoop publishes whatever the tree grew by, each time it is woken.
 func (l *Log) publishLoop(ctx context.Context) {
 	defer l.wg.Done()
 	backoff := l.opts.Interval
-	for root := range l.roots {
-		for int64(root.TreeSize) > l.Head().Size {
-			err := l.publish(ctx, int64(root.TreeSize), root.RootHash)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.grew:
+		}
+		for {
+			err := l.catchUp(ctx)
 			if err == nil {
 				backoff = l.opts.Interval
 				l.failed.Store(nil)
@@ -454,41 +480,16 @@ func (l *Log) fail(err error) {
 	l.log.Error("sequence and publish", "error", err)
 }
 
-// step runs one sequencing pass (embedded) and reads the tree head.
-func (l *Log) step(ctx context.Context) (types.LogRootV1, int, error) {
-	n := 0
-	if l.backend.Sequences() {
-		start := time.Now()
-		var err error
-		if n, err = l.backend.Integrate(ctx, l.opts.BatchSize); err != nil {
-			return types.LogRootV1{}, 0, fmt.Errorf("integrate: %w", err)
-		}
-		if n > 0 {
-			l.m.integrateLatency.Observe(time.Since(start).Seconds())
-		}
-	}
-	root, err := l.backend.Root(ctx)
-	if err != nil {
-		return root, n, fmt.Errorf("tree head: %w", err)
-	}
-	return root, n, nil
-}
-
-// sync runs sequencing passes and publishes until the head matches
-// Trillian's tree (at start-up, before the loops run).
+// sync integrates everything queued and publishes it (at start-up, before
+// the loops run).
 func (l *Log) sync(ctx context.Context) error {
 	for {
-		root, n, err := l.step(ctx)
+		_, full, err := l.step(ctx)
 		if err != nil {
 			return err
 		}
-		if int64(root.TreeSize) > l.Head().Size {
-			if err := l.publish(ctx, int64(root.TreeSize), root.RootHash); err != nil {
-				return err
-			}
-		}
-		if n < l.opts.BatchSize {
-			return nil
+		if !full {
+			return l.catchUp(ctx)
 		}
 	}
 }
@@ -499,24 +500,40 @@ type pass struct {
 	tiles   []tree.Tile
 	cp      store.Checkpoint
 	head    *Head // set once signed
+	more    bool  // Trillian's tree was larger than this pass
 }
 
-// publish makes the leaves between the head and Trillian's size visible. A
-// pass whose store write failed is kept and retried before any new work, so
-// the in-memory tiles never run ahead of what is stored for long.
-func (l *Log) publish(ctx context.Context, size int64, trillianRoot []byte) error {
+// catchUp publishes passes until the head reaches Trillian's tree size.
+func (l *Log) catchUp(ctx context.Context) error {
+	for {
+		more, err := l.publish(ctx)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// maxPass caps the leaves of one publish pass (memory), e.g. when catching
+// up after downtime.
+func (l *Log) maxPass() int64 { return max(int64(4*l.opts.BatchSize), 10000) }
+
+// publish makes the next leaves between the head and Trillian's tree
+// visible, and says whether more remain. A pass whose signing or store write
+// failed is kept and retried before any new work, so the in-memory tiles
+// never run ahead of what is stored for long.
+func (l *Log) publish(ctx context.Context) (more bool, err error) {
 	start := time.Now()
 	if l.unstored == nil {
-		p, err := l.compute(ctx, size, trillianRoot)
-		if err != nil {
-			return err
+		p, err := l.compute(ctx)
+		if err != nil || p == nil {
+			return false, err
 		}
 		l.unstored = p
 	}
 	p := l.unstored
 	if p.cp.Note == nil {
 		if err := l.sign(ctx, p); err != nil {
-			return err
+			return true, err
 		}
 	}
 	var keys []store.IndexKey
@@ -530,7 +547,7 @@ func (l *Log) publish(ctx context.Context, size int64, trillianRoot []byte) erro
 	}
 	l.mu.Unlock()
 	if err := l.store.Publish(ctx, p.head.TreeID, p.entries, p.tiles, keys, p.cp); err != nil {
-		return fmt.Errorf("store pass up to %d: %w", p.head.Size, err)
+		return true, fmt.Errorf("store pass up to %d: %w", p.head.Size, err)
 	}
 	l.unstored = nil
 	l.head.Store(p.head)
@@ -546,61 +563,61 @@ func (l *Log) publish(ctx context.Context, size int64, trillianRoot []byte) erro
 		delete(l.waiters, e.LeafHash)
 	}
 	l.mu.Unlock()
-	return nil
+	return p.more, nil
 }
 
-// compute reads the new leaves, extends the tiles and checks the root
-// against Trillian's.
-func (l *Log) compute(ctx context.Context, size int64, trillianRoot []byte) (*pass, error) {
+// compute reads Trillian's head and the leaves after ours in one snapshot,
+// extends the tiles and checks the root against Trillian's. It returns nil
+// when there is nothing new.
+func (l *Log) compute(ctx context.Context) (*pass, error) {
 	h := l.Head()
 	if l.tree.Size() != h.Size {
 		return nil, fmt.Errorf("tiles at size %d but head at %d after an integrity failure; restart the logserver", l.tree.Size(), h.Size)
 	}
-	treeID := l.backend.TreeID()
-	entries := make([]store.Entry, 0, size-h.Size)
-	for next := h.Size; next < size; {
-		leaves, err := l.backend.Leaves(ctx, next, size-next)
-		if err != nil {
-			return nil, fmt.Errorf("read leaves from %d: %w", next, err)
-		}
-		if len(leaves) == 0 {
-			return nil, fmt.Errorf("read leaves from %d: none returned below size %d", next, size)
-		}
-		for _, lf := range leaves {
-			if lf.LeafIndex != next {
-				return nil, fmt.Errorf("read leaves: got index %d, want %d", lf.LeafIndex, next)
-			}
-			e := store.Entry{TreeID: treeID, Index: next, IntegratedTime: lf.IntegrateTimestamp.AsTime().Unix(), Body: lf.LeafValue}
-			copy(e.LeafHash[:], rfc6962.DefaultHasher.HashLeaf(lf.LeafValue))
-			if !bytes.Equal(e.LeafHash[:], lf.MerkleLeafHash) {
-				return nil, fmt.Errorf("leaf %d: stored Merkle hash does not match its value", next)
-			}
-			entries = append(entries, e)
-			next++
-			if next == size {
-				break
-			}
-		}
+	root, leaves, err := l.backend.Since(ctx, h.Size, l.maxPass())
+	if err != nil {
+		return nil, fmt.Errorf("read leaves from %d: %w", h.Size, err)
 	}
+	if int64(root.TreeSize) <= h.Size || len(leaves) == 0 {
+		return nil, nil
+	}
+	treeID := l.backend.TreeID()
+	entries := make([]store.Entry, 0, len(leaves))
+	for i, lf := range leaves {
+		next := h.Size + int64(i)
+		if lf.LeafIndex != next {
+			return nil, fmt.Errorf("read leaves: got index %d, want %d", lf.LeafIndex, next)
+		}
+		e := store.Entry{TreeID: treeID, Index: next, IntegratedTime: lf.IntegrateTimestamp.AsTime().Unix(), Body: lf.LeafValue}
+		copy(e.LeafHash[:], rfc6962.DefaultHasher.HashLeaf(lf.LeafValue))
+		if !bytes.Equal(e.LeafHash[:], lf.MerkleLeafHash) {
+			return nil, fmt.Errorf("leaf %d: stored Merkle hash does not match its value", next)
+		}
+		entries = append(entries, e)
+	}
+	size := h.Size + int64(len(entries))
 	hashes := make([]tree.Hash, len(entries))
 	for i := range entries {
 		hashes[i] = entries[i].LeafHash
 	}
 	tiles := l.tree.Append(hashes)
-	root, err := l.tree.Root(ctx, size)
+	ours, err := l.tree.Root(ctx, size)
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(root[:], trillianRoot) {
+	// The tiles must give Trillian's root. A pass cut short by maxPass ends
+	// below Trillian's size, where only the last pass's root is checked.
+	if size == int64(root.TreeSize) && !bytes.Equal(ours[:], root.RootHash) {
 		// The tiles and Trillian disagree: never publish a head we cannot prove.
 		l.m.errors.WithLabelValues("integrity").Inc()
-		return nil, fmt.Errorf("INTEGRITY: computed root %x at size %d differs from Trillian's %x", root[:], size, trillianRoot)
+		return nil, fmt.Errorf("INTEGRITY: computed root %x at size %d differs from Trillian's %x", ours[:], size, root.RootHash)
 	}
 
 	return &pass{
 		entries: entries,
 		tiles:   tiles,
-		cp:      store.Checkpoint{Format: "rekor", TreeSize: size, RootHash: root},
+		cp:      store.Checkpoint{Format: "rekor", TreeSize: size, RootHash: ours},
+		more:    size < int64(root.TreeSize),
 	}, nil
 }
 

@@ -98,13 +98,26 @@ func (r *Remote) Root(ctx context.Context) (types.LogRootV1, error) {
 	return root, root.UnmarshalBinary(resp.GetSignedLogRoot().GetLogRoot())
 }
 
-// Leaves implements Backend.
-func (r *Remote) Leaves(ctx context.Context, start, count int64) ([]*trillian.LogLeaf, error) {
-	resp, err := r.log.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: r.treeID, StartIndex: start, Count: count})
+// Since implements Backend: the head first, then the leaves below it.
+func (r *Remote) Since(ctx context.Context, start, maxLeaves int64) (types.LogRootV1, []*trillian.LogLeaf, error) {
+	root, err := r.Root(ctx)
 	if err != nil {
-		return nil, err
+		return root, nil, err
 	}
-	return resp.GetLeaves(), nil
+	end := min(int64(root.TreeSize), start+maxLeaves)
+	var leaves []*trillian.LogLeaf
+	for next := start; next < end; {
+		resp, err := r.log.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: r.treeID, StartIndex: next, Count: end - next})
+		if err != nil {
+			return root, nil, err
+		}
+		if len(resp.GetLeaves()) == 0 {
+			return root, nil, fmt.Errorf("no leaves at %d below tree size %d", next, root.TreeSize)
+		}
+		leaves = append(leaves, resp.GetLeaves()...)
+		next += int64(len(resp.GetLeaves()))
+	}
+	return root, leaves, nil
 }
 
 // Close implements Backend.
