@@ -121,7 +121,7 @@ func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, 
 		o.BatchSize = 1000
 	}
 	if o.AdmitWorkers <= 0 {
-		o.AdmitWorkers = 2
+		o.AdmitWorkers = 1
 	}
 	if o.Interval <= 0 {
 		o.Interval = 50 * time.Millisecond
