@@ -69,8 +69,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// Only the create handler sees duplicates; it builds the 409 itself.
 		ae = &apiError{status: http.StatusConflict, err: err}
 	case errors.As(err, &oa):
-		// go-swagger's parameter and body validation answers.
-		s.logRequestError(r, int(oa.Code()), err)
+		// go-swagger's parameter and body validation answers: codes of 600
+		// and above are validation failures, served as 422.
+		status := int(oa.Code())
+		if status >= 600 {
+			status = http.StatusUnprocessableEntity
+		}
+		s.logRequestError(r, status, err)
 		oaerrors.ServeError(w, r, err)
 		return
 	case errors.As(err, &ive):

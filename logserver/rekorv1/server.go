@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -86,6 +87,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	s.route(mux, "GET /api/v1/log/entries/{entryUUID}", "getLogEntryByUUID", s.getLogEntryByUUID)
 	s.route(mux, "POST /api/v1/log/entries/retrieve", "searchLogQuery", s.searchLogQuery)
 	s.route(mux, "POST /api/v1/index/retrieve", "searchIndex", s.searchIndex)
+	// Rekor's liveness probe (its compose health check).
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(".")) })
 }
 
 type handler func(w http.ResponseWriter, r *http.Request) error
@@ -115,8 +118,22 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
-// readBody decodes a JSON body parameter the way go-swagger binds it.
-func readBody(r *http.Request, name string, decode func(io.Reader) error) error {
+// readBody decodes a JSON body parameter the way go-swagger binds it: the
+// Content-Type must be JSON (415), an empty body is a missing parameter
+// (422), and a decoding failure is a parse error (400) — except, for bodies
+// go-swagger binds with the model's own unmarshaller (validating), schema
+// violations found while decoding, which are validation errors (422).
+// Malformed JSON answers 400 (Rekor answers 500, which blames the server).
+func readBody(r *http.Request, name string, validating bool, decode func(io.Reader) error) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = runtime.DefaultMime
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil {
+		return oaerrors.NewParseError("Content-Type", "header", r.Header.Get("Content-Type"), err)
+	} else if mt != runtime.JSONMime {
+		return oaerrors.InvalidContentType(ct, []string{runtime.JSONMime})
+	}
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -130,6 +147,10 @@ func readBody(r *http.Request, name string, decode func(io.Reader) error) error 
 		return oaerrors.Required(name, "body", "")
 	}
 	if err := decode(bytes.NewReader(data)); err != nil {
+		var oa oaerrors.Error
+		if validating && errors.As(err, &oa) {
+			return err
+		}
 		return oaerrors.NewParseError(name, "body", "", err)
 	}
 	return nil
@@ -215,7 +236,7 @@ func (s *Server) getLogProof(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if id != 0 && id != s.treeID {
-		msg := fmt.Sprintf("no log range found for treeID %d", id)
+		msg := fmt.Sprintf("no log range found for tree ID %d", id)
 		return badRequest(errors.New(msg), msg)
 	}
 	h := s.log.Head()
@@ -242,13 +263,16 @@ func (s *Server) getLogProof(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) createLogEntry(w http.ResponseWriter, r *http.Request) error {
 	var pe models.ProposedEntry
-	if err := readBody(r, "proposedEntry", func(rd io.Reader) (err error) {
+	if err := readBody(r, "proposedEntry", true, func(rd io.Reader) (err error) {
 		pe, err = models.UnmarshalProposedEntry(rd, runtime.JSONConsumer())
 		return err
 	}); err != nil {
 		return err
 	}
 	if err := pe.Validate(strfmt.Default); err != nil {
+		return err
+	}
+	if err := pe.ContextValidate(r.Context(), strfmt.Default); err != nil {
 		return err
 	}
 	entry, err := types.CreateVersionedEntry(pe)
@@ -431,7 +455,7 @@ func isEntryIDPattern(id string) bool {
 
 func (s *Server) searchLogQuery(w http.ResponseWriter, r *http.Request) error {
 	var q models.SearchLogQuery
-	if err := readBody(r, "entry", func(rd io.Reader) error { return q.UnmarshalJSON(mustRead(rd)) }); err != nil {
+	if err := readBody(r, "entry", false, func(rd io.Reader) error { return q.UnmarshalJSON(mustRead(rd)) }); err != nil {
 		return err
 	}
 	if err := q.Validate(strfmt.Default); err != nil {
@@ -446,6 +470,9 @@ func (s *Server) searchLogQuery(w http.ResponseWriter, r *http.Request) error {
 		tree int64
 		hash []byte
 	}
+	// As in Rekor: entry IDs are looked up as they come; UUIDs and
+	// proposed entries are searched by leaf hash afterwards; log indexes last.
+	result := []models.LogEntry{}
 	var byHash []lookup
 	for _, id := range q.EntryUUIDs {
 		if err := sharding.ValidateEntryID(id); err == nil {
@@ -453,7 +480,14 @@ func (s *Server) searchLogQuery(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return badRequest(err, "invalid entryID "+id)
 			}
-			byHash = append(byHash, lookup{treeID, hash})
+			le, err := s.entryByHash(ctx, treeID, hash)
+			if errors.Is(err, errNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			result = append(result, le)
 			continue
 		} else if len(id) == sharding.EntryIDHexStringLen {
 			return badRequest(err, "invalid entryID "+id)
@@ -479,7 +513,6 @@ func (s *Server) searchLogQuery(w http.ResponseWriter, r *http.Request) error {
 		sum := sha256.Sum256(append([]byte{0}, leaf...))
 		byHash = append(byHash, lookup{s.treeID, sum[:]})
 	}
-	result := []models.LogEntry{}
 	for _, l := range byHash {
 		le, err := s.entryByHash(ctx, l.tree, l.hash)
 		if errors.Is(err, errNotFound) {
@@ -514,7 +547,7 @@ func mustRead(r io.Reader) []byte {
 
 func (s *Server) searchIndex(w http.ResponseWriter, r *http.Request) error {
 	var q models.SearchIndex
-	if err := readBody(r, "query", func(rd io.Reader) error { return q.UnmarshalBinary(mustRead(rd)) }); err != nil {
+	if err := readBody(r, "query", false, func(rd io.Reader) error { return q.UnmarshalBinary(mustRead(rd)) }); err != nil {
 		return err
 	}
 	if err := q.Validate(strfmt.Default); err != nil {

@@ -104,7 +104,15 @@ type pending struct {
 	value []byte
 	hash  tree.Hash
 	keys  []string
-	done  chan result
+	done  chan result // receives exactly one result
+
+	// Guarded by Log.mu. A writer is answered by a publish only once its own
+	// queue transaction said the leaf is new (queued); a publish that comes
+	// first parks the result in published for queue to deliver. Another
+	// writer of the same entry whose queue transaction reports a duplicate
+	// gets 409, never the other writer's 201.
+	queued    bool
+	published *result
 }
 
 type result struct {
@@ -298,7 +306,17 @@ func (l *Log) queue(ctx context.Context, batch []*pending) {
 	}
 	l.mu.Unlock()
 
-	dup, err := l.backend.QueueLeaves(ctx, values, hashes)
+	var dup []bool
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		// A batch fails as a whole when a concurrent transaction inserts the
+		// same leaf first; the retry sees that leaf and reports a duplicate.
+		if dup, err = l.backend.QueueLeaves(ctx, values, hashes); err == nil || ctx.Err() != nil {
+			break
+		}
+		l.log.Warn("queue leaves, retrying", "attempt", attempt, "leaves", len(values), "error", err)
+		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
+	}
 	l.m.queueLatency.Observe(time.Since(start).Seconds())
 	l.m.batchSize.Observe(float64(len(values)))
 	if err != nil {
@@ -314,14 +332,20 @@ func (l *Log) queue(ctx context.Context, batch []*pending) {
 		return
 	}
 	fresh := 0
+	l.mu.Lock()
 	for i, p := range queued {
 		if dup[i] {
-			l.unwait(p)
+			l.unwaitLocked(p)
 			dups = append(dups, p)
-		} else {
-			fresh++
+			continue
+		}
+		fresh++
+		p.queued = true
+		if p.published != nil {
+			p.done <- *p.published
 		}
 	}
+	l.mu.Unlock()
 	if fresh > 0 {
 		select {
 		case l.kick <- struct{}{}:
@@ -350,6 +374,10 @@ func (l *Log) queue(ctx context.Context, batch []*pending) {
 func (l *Log) unwait(p *pending) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.unwaitLocked(p)
+}
+
+func (l *Log) unwaitLocked(p *pending) {
 	ws := l.waiters[p.hash]
 	for i, w := range ws {
 		if w == p {
@@ -558,7 +586,12 @@ func (l *Log) publish(ctx context.Context) (more bool, err error) {
 	l.mu.Lock()
 	for _, e := range p.entries {
 		for _, w := range l.waiters[e.LeafHash] {
-			w.done <- result{entry: e, head: p.head}
+			r := result{entry: e, head: p.head}
+			if w.queued {
+				w.done <- r
+			} else {
+				w.published = &r
+			}
 		}
 		delete(l.waiters, e.LeafHash)
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto"
 	"os"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/testing/stack"
 )
 
@@ -22,13 +24,21 @@ type env struct {
 	ls     *stack.Logserver
 	client *gclient.Rekor
 	ver    signature.Verifier
+	pub    crypto.PublicKey // the log key
+	logID  string           // hex SHA-256 of its PKIX DER
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with a configuration tweak (see stack.StartLogserver).
+func newEnvWith(t *testing.T, mutate func(*config.Config)) *env {
+	t.Helper()
 	db := stack.TestMariaDB(t, false)
 	dsn := stack.TestDatabase(t, db, "rekor")
-	ls := stack.StartLogserver(t, dsn, t.TempDir(), nil)
+	ls := stack.StartLogserver(t, dsn, t.TempDir(), mutate)
 	e := &env{db: db, ls: ls}
 	e.connect(t)
 	return e
@@ -49,9 +59,11 @@ func (e *env) connect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.ver, err = signature.LoadVerifier(pub, 0x5); err != nil { // crypto.SHA256
+	if e.ver, err = signature.LoadVerifier(pub, crypto.SHA256); err != nil {
 		t.Fatal(err)
 	}
+	e.pub = pub
+	e.logID = logIDOf(t, pemBytes)
 }
 
 // create posts pe and returns the single entry of the 201 answer.
@@ -64,7 +76,7 @@ func (e *env) create(t *testing.T, pe models.ProposedEntry) (string, models.LogE
 	return only(t, resp.Payload)
 }
 
-func only(t *testing.T, le models.LogEntry) (string, models.LogEntryAnon) {
+func only(t testing.TB, le models.LogEntry) (string, models.LogEntryAnon) {
 	t.Helper()
 	if len(le) != 1 {
 		t.Fatalf("want one entry, got %d", len(le))

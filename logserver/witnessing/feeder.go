@@ -1,0 +1,814 @@
+package witnessing
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stellaops/tlog/logserver/tree"
+)
+
+// Defaults of Config.
+const (
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultMaxParallel    = 8
+	DefaultMinRetry       = 5 * time.Second
+	DefaultMaxRetry       = 5 * time.Minute
+	DefaultMaxClockSkew   = 10 * time.Minute
+	DefaultQuorumGrace    = 250 * time.Millisecond
+)
+
+// maxProofLines is the most consistency-proof lines tlog-witness allows.
+const maxProofLines = 63
+
+// maxResponseBytes caps what is read of a witness response.
+const maxResponseBytes = 64 << 10
+
+// maxConflicts bounds 409-and-resend cycles within one exchange (another
+// feeder, e.g. a second logserver replica, may be racing us).
+const maxConflicts = 3
+
+// ProofFunc returns the RFC 6962 consistency proof from tree size old to
+// size n (0 < old < n), ordered as RFC 6962 / tlog-witness expect.
+type ProofFunc func(ctx context.Context, old, n int64) ([][32]byte, error)
+
+// TreeProofs adapts the logserver's Merkle tree to a ProofFunc.
+func TreeProofs(t *tree.Tree) ProofFunc {
+	return func(ctx context.Context, old, n int64) ([][32]byte, error) {
+		p, err := t.ConsistencyProof(ctx, old, n)
+		if err != nil {
+			return nil, err
+		}
+		out := make([][32]byte, len(p))
+		for i := range p {
+			out[i] = p[i]
+		}
+		return out, nil
+	}
+}
+
+// Head is a tree head of the log: what Update takes.
+type Head struct {
+	Size int64
+	Root [32]byte
+}
+
+// Checkpoint is a C2SP checkpoint with the cosignatures collected for it.
+type Checkpoint struct {
+	Size int64
+	Root [32]byte
+	// Note is the signed note: text, the log's Ed25519 signature, then one
+	// cosignature line per witness in Cosigners (policy order).
+	Note      []byte
+	Cosigners []string // policy names of the witnesses whose verified cosignatures Note carries
+	QuorumMet bool
+	Published time.Time // zero if not published (Collect) or unknown (loaded from an old row)
+}
+
+// Config configures a Feeder.
+type Config struct {
+	// Policy lists the witnesses and the quorum. nil means no witnesses and
+	// quorum none: every head is published signed by the log alone.
+	Policy *Policy
+	// Signer signs the C2SP checkpoints (log's Ed25519 note key).
+	Signer *CheckpointSigner
+	// Proofs returns consistency proofs of the log's tree (see TreeProofs).
+	Proofs ProofFunc
+	// Store keeps every published checkpoint version.
+	Store Store
+	// Client sends the add-checkpoint requests. nil: a client with
+	// keep-alive that does not follow redirects.
+	Client *http.Client
+	// RequestTimeout bounds one add-checkpoint request (default 10s).
+	RequestTimeout time.Duration
+	// MaxParallel bounds concurrent requests to witnesses (default 8).
+	MaxParallel int
+	// MinRetry and MaxRetry bound the exponential backoff before a witness
+	// that failed is tried again (defaults 5s and 5m). A 429 or 503
+	// Retry-After is honoured within MaxRetry.
+	MinRetry, MaxRetry time.Duration
+	// MaxClockSkew is how far a cosignature timestamp may be from our
+	// clock (default 10m); outside it the cosignature is refused.
+	MaxClockSkew time.Duration
+	// QuorumGrace is how long a round waits, once the quorum is met, for
+	// the other witnesses before publishing (default 250ms); their
+	// cosignatures are published later as a new version of the same size.
+	QuorumGrace time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+// Feeder is the log side of witnessing: it signs the newest tree head as a
+// C2SP checkpoint, feeds it to every witness of the policy with
+// c2sp.org/tlog-witness add-checkpoint (in parallel, with the consistency
+// proof from the size each witness last accepted, resending from the size a
+// 409 reports), verifies the cosignatures, and publishes the checkpoint with
+// the cosignatures appended once the policy's quorum is met: saved in the
+// Store, then returned by Latest and served by Handler.
+//
+// Rounds: every witness gets the same signed checkpoint (so cosignatures
+// coincide). The checkpoint is published when the round's requests are all
+// done, or QuorumGrace after the quorum was met if some witness is slower;
+// cosignatures arriving after a publication are published again as a new
+// version of the same size. The next round starts when the round's requests are all
+// done and takes the newest head (heads coalesce: intermediate heads are
+// skipped). A witness that fails (down, timeout, 5xx, 4xx, bad cosignature)
+// is retried with exponential backoff on the newest checkpoint, from the last
+// size it accepted, so it catches up when it returns; meanwhile the log goes
+// on and publishes whenever the others meet the quorum. Failures are logged
+// and counted; nothing here blocks the log's write path.
+//
+// The size each witness last accepted is kept in memory only: after a
+// restart the feeder sends "old 0" and learns the size from the 409.
+type Feeder struct {
+	cfg       Config
+	log       *slog.Logger
+	m         *metrics
+	verifier  note.Verifier // the log key, to check notes given to Collect and loaded
+	witnesses []*witnessState
+	wake      chan struct{}
+
+	mu            sync.Mutex
+	pending       *Head
+	cur           *target
+	publishFailed bool
+	quorumWasMet  bool // only touched by step (Run's goroutine)
+
+	pubMu  sync.Mutex
+	latest atomic.Pointer[Checkpoint]
+}
+
+type witnessState struct {
+	w      *PolicyWitness
+	addURL string
+	xmu    sync.Mutex // held for a whole exchange: one request at a time per witness
+
+	// Guarded by Feeder.mu.
+	size     int64 // last size the witness accepted or reported (0: unknown)
+	failures int
+	nextTry  time.Time
+}
+
+// target is a signed checkpoint being fed and its cosignatures.
+type target struct {
+	size   int64
+	root   [32]byte
+	note   []byte // log-signed
+	text   []byte
+	cosigs map[*witnessState][]byte // guarded by Feeder.mu
+}
+
+// New checks the configuration, loads the latest published checkpoint from
+// the store (so /checkpoint serves it at once after a restart) and returns
+// a Feeder. Call Run in a goroutine and Update after each published head.
+func New(ctx context.Context, cfg Config) (*Feeder, error) {
+	if cfg.Signer == nil {
+		return nil, errors.New("witnessing: no checkpoint signer")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("witnessing: no store")
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.MaxParallel <= 0 {
+		cfg.MaxParallel = DefaultMaxParallel
+	}
+	if cfg.MinRetry <= 0 {
+		cfg.MinRetry = DefaultMinRetry
+	}
+	if cfg.MaxRetry <= 0 {
+		cfg.MaxRetry = DefaultMaxRetry
+	}
+	cfg.MaxRetry = max(cfg.MaxRetry, cfg.MinRetry)
+	if cfg.MaxClockSkew <= 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if cfg.QuorumGrace <= 0 {
+		cfg.QuorumGrace = DefaultQuorumGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 4
+		cfg.Client = &http.Client{
+			Transport:     tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	vkey := cfg.Signer.VerifierKey()
+	if !cfg.Policy.HasLog(vkey) {
+		return nil, fmt.Errorf("witnessing: the policy's log lines do not list this log's key %s", vkey)
+	}
+	if !cfg.Policy.reachable() {
+		return nil, fmt.Errorf("witnessing: quorum %q cannot be met by the witnesses that have a URL", cfg.Policy.QuorumName)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, err
+	}
+	f := &Feeder{cfg: cfg, log: cfg.Logger.With(slog.String("component", "witnessing")), verifier: v, wake: make(chan struct{}, 1)}
+	var names []string
+	if cfg.Policy != nil {
+		for _, w := range cfg.Policy.Witnesses {
+			if w.URL == "" {
+				f.log.WarnContext(ctx, "witness has no URL in the policy: it is never fed", slog.String("witness", w.Name))
+				continue
+			}
+			if cfg.Proofs == nil {
+				return nil, errors.New("witnessing: no consistency proof function")
+			}
+			f.witnesses = append(f.witnesses, &witnessState{w: w, addURL: w.URL + "/add-checkpoint"})
+			names = append(names, w.Name)
+		}
+	}
+	f.m = newMetrics(cfg.Registerer, names)
+
+	st, err := cfg.Store.LatestCheckpoint(ctx)
+	switch {
+	case errors.Is(err, ErrNoCheckpoint):
+	case err != nil:
+		return nil, fmt.Errorf("witnessing: loading the latest checkpoint: %w", err)
+	default:
+		if cp, err := f.loadStored(st); err != nil {
+			f.log.WarnContext(ctx, "not serving the stored checkpoint (origin or key changed?)", slog.Any("error", err))
+		} else {
+			f.latest.Store(cp)
+			f.m.publishedSize.Set(float64(cp.Size))
+			if !cp.Published.IsZero() {
+				f.m.publishedAt.Store(cp.Published.UnixNano())
+			}
+		}
+	}
+	return f, nil
+}
+
+// loadStored checks a stored checkpoint against the log key and the policy.
+func (f *Feeder) loadStored(st StoredCheckpoint) (*Checkpoint, error) {
+	n, err := note.Open(st.Note, note.VerifierList(f.verifier))
+	if err != nil {
+		return nil, err
+	}
+	origin, size, root, err := parseCheckpointText(n.Text)
+	if err != nil {
+		return nil, err
+	}
+	if origin != f.cfg.Signer.Origin() || size != st.Size || root != st.Root {
+		return nil, fmt.Errorf("stored checkpoint %q/%d does not match its row or the origin %q", origin, size, f.cfg.Signer.Origin())
+	}
+	cp := &Checkpoint{Size: size, Root: root, Note: st.Note, Published: st.Created}
+	if f.cfg.Policy != nil {
+		for _, w := range f.cfg.Policy.Witnesses {
+			for _, s := range n.UnverifiedSigs {
+				if s.Name == w.KeyName && s.Hash == w.KeyID {
+					if raw, err := base64.StdEncoding.DecodeString(s.Base64); err == nil && len(raw) > 4 && w.verifier.Verify([]byte(n.Text), raw[4:]) {
+						cp.Cosigners = append(cp.Cosigners, w.Name)
+						break
+					}
+				}
+			}
+		}
+	}
+	cp.QuorumMet = f.cfg.Policy.Satisfied(cp.Cosigners)
+	return cp, nil
+}
+
+// Latest returns the newest published checkpoint: log-signed, carrying the
+// cosignatures that met the quorum (with quorum none, possibly none). nil
+// until the first publication.
+func (f *Feeder) Latest() *Checkpoint { return f.latest.Load() }
+
+// Update hands the feeder a new tree head. It never blocks: heads are
+// coalesced and Run always works on the newest. Heads not larger than one
+// already given are ignored.
+func (f *Feeder) Update(h Head) {
+	f.mu.Lock()
+	if f.pending == nil || h.Size > f.pending.Size {
+		f.pending = &h
+		f.m.headSize.Set(float64(h.Size))
+	}
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run feeds witnesses and publishes until ctx is cancelled; it returns nil
+// then. Run it once per Feeder.
+func (f *Feeder) Run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		d := f.step(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if d == 0 {
+			continue
+		}
+		var tc <-chan time.Time
+		if d > 0 {
+			timer.Reset(d)
+			tc = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.wake:
+		case <-tc:
+		}
+		timer.Stop()
+	}
+}
+
+// step makes one round: it takes the newest head (signing it if new),
+// publishes what can be published, feeds the witnesses that are due and
+// have not cosigned it, and publishes again. It returns how long to wait
+// before the next step: 0 at once, -1 until Update.
+func (f *Feeder) step(ctx context.Context) time.Duration {
+	f.mu.Lock()
+	h, cur := f.pending, f.cur
+	f.mu.Unlock()
+	if h != nil && (cur == nil || h.Size > cur.size) {
+		t, err := f.newTarget(*h)
+		if err != nil {
+			f.m.publishErrors.WithLabelValues("sign").Inc()
+			f.log.ErrorContext(ctx, "signing the C2SP checkpoint failed", slog.Int64("size", h.Size), slog.Any("error", err))
+			return f.cfg.MinRetry
+		}
+		f.mu.Lock()
+		f.cur, cur = t, t
+		f.mu.Unlock()
+	}
+	if cur == nil {
+		return -1
+	}
+	met := f.publish(ctx, cur)
+	now := time.Now()
+	var due []*witnessState
+	f.mu.Lock()
+	for _, ws := range f.witnesses {
+		if _, done := cur.cosigs[ws]; !done && !now.Before(ws.nextTry) {
+			due = append(due, ws)
+		}
+	}
+	f.mu.Unlock()
+	if len(due) > 0 {
+		f.feed(ctx, cur, due, true)
+		met = f.publish(ctx, cur)
+	}
+	f.m.quorumMet.Set(b2f(met))
+	if met != f.quorumWasMet && ctx.Err() == nil {
+		f.quorumWasMet = met
+		if met {
+			f.log.InfoContext(ctx, "witness quorum met", slog.Int64("size", cur.size), slog.Any("cosigners", f.assemble(cur).Cosigners))
+		} else {
+			l := f.Latest()
+			served := int64(-1)
+			if l != nil {
+				served = l.Size
+			}
+			f.log.WarnContext(ctx, "witness quorum not met: /checkpoint keeps serving an older checkpoint until witnesses return",
+				slog.Int64("size", cur.size), slog.Int64("served_size", served), slog.Any("cosigners", f.assemble(cur).Cosigners),
+				slog.String("quorum", f.cfg.Policy.QuorumName))
+		}
+	}
+	return f.nextWait(cur)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// nextWait is the delay until the next step is useful.
+func (f *Feeder) nextWait(cur *target) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pending != nil && f.pending.Size > cur.size {
+		return 0
+	}
+	wait := time.Duration(-1)
+	if f.publishFailed {
+		wait = f.cfg.MinRetry
+	}
+	now := time.Now()
+	for _, ws := range f.witnesses {
+		if _, done := cur.cosigs[ws]; done {
+			continue
+		}
+		d := max(ws.nextTry.Sub(now), time.Millisecond)
+		if wait < 0 || d < wait {
+			wait = d
+		}
+	}
+	return wait
+}
+
+func (f *Feeder) newTarget(h Head) (*target, error) {
+	n, err := f.cfg.Signer.SignCheckpoint(h.Size, h.Root)
+	if err != nil {
+		return nil, err
+	}
+	return &target{size: h.Size, root: h.Root, note: n, text: []byte(CheckpointText(f.cfg.Signer.Origin(), h.Size, h.Root)),
+		cosigs: map[*witnessState][]byte{}}, nil
+}
+
+// Collect feeds one log-signed C2SP checkpoint note (as SignCheckpoint
+// makes) to every witness with a URL, ignoring backoff, waits for all of
+// them and returns the checkpoint with the verified cosignatures appended
+// and whether they meet the quorum. It does not publish. It updates the
+// per-witness sizes and metrics as Run does.
+func (f *Feeder) Collect(ctx context.Context, signed []byte) (*Checkpoint, error) {
+	n, err := note.Open(signed, note.VerifierList(f.verifier))
+	if err != nil {
+		return nil, fmt.Errorf("witnessing: checkpoint not signed by the log key: %w", err)
+	}
+	origin, size, root, err := parseCheckpointText(n.Text)
+	if err != nil {
+		return nil, err
+	}
+	if origin != f.cfg.Signer.Origin() {
+		return nil, fmt.Errorf("witnessing: checkpoint origin %q, want %q", origin, f.cfg.Signer.Origin())
+	}
+	t := &target{size: size, root: root, note: signed, text: []byte(n.Text), cosigs: map[*witnessState][]byte{}}
+	f.feed(ctx, t, f.witnesses, false)
+	return f.assemble(t), nil
+}
+
+// assemble returns the target's note with its cosignatures, in policy order.
+func (f *Feeder) assemble(t *target) *Checkpoint {
+	cp := &Checkpoint{Size: t.size, Root: t.root}
+	b := bytes.NewBuffer(append([]byte(nil), t.note...))
+	f.mu.Lock()
+	for _, ws := range f.witnesses {
+		if line, ok := t.cosigs[ws]; ok {
+			b.Write(line)
+			cp.Cosigners = append(cp.Cosigners, ws.w.Name)
+		}
+	}
+	f.mu.Unlock()
+	cp.Note = b.Bytes()
+	cp.QuorumMet = f.cfg.Policy.Satisfied(cp.Cosigners)
+	return cp
+}
+
+// publish saves and serves the target if it meets the quorum and improves
+// on the latest publication (larger tree, or same tree with more
+// cosignatures). It reports whether the target meets the quorum.
+func (f *Feeder) publish(ctx context.Context, t *target) bool {
+	f.pubMu.Lock()
+	defer f.pubMu.Unlock()
+	cp := f.assemble(t)
+	if !cp.QuorumMet {
+		return false
+	}
+	if ctx.Err() != nil {
+		return true // shutting down
+	}
+	if l := f.latest.Load(); l != nil {
+		if cp.Size == l.Size && cp.Root != l.Root {
+			f.log.ErrorContext(ctx, "refusing to publish a second root for a published size", slog.Int64("size", cp.Size))
+			return true
+		}
+		if cp.Size < l.Size || (cp.Size == l.Size && len(cp.Cosigners) <= len(l.Cosigners)) {
+			return true
+		}
+	}
+	if err := f.cfg.Store.SaveCheckpoint(ctx, cp.Size, cp.Root, cp.Note); err != nil {
+		f.m.publishErrors.WithLabelValues("store").Inc()
+		f.log.ErrorContext(ctx, "storing the C2SP checkpoint failed; /checkpoint keeps the previous one",
+			slog.Int64("size", cp.Size), slog.Any("error", err))
+		f.mu.Lock()
+		f.publishFailed = true
+		f.mu.Unlock()
+		return true
+	}
+	f.mu.Lock()
+	f.publishFailed = false
+	f.mu.Unlock()
+	cp.Published = time.Now()
+	f.latest.Store(cp)
+	f.m.publishedSize.Set(float64(cp.Size))
+	f.m.publishedAt.Store(cp.Published.UnixNano())
+	f.log.DebugContext(ctx, "published C2SP checkpoint", slog.Int64("size", cp.Size), slog.Any("cosigners", cp.Cosigners))
+	return true
+}
+
+// feed sends t to the witnesses in parallel (at most MaxParallel at once)
+// and records their cosignatures in t. With publishEach, once the
+// cosignatures meet the quorum the checkpoint is published after
+// QuorumGrace even if other witnesses have not answered yet (a round whose
+// witnesses all answer within the grace publishes once, from step).
+func (f *Feeder) feed(ctx context.Context, t *target, ws []*witnessState, publishEach bool) {
+	sem := make(chan struct{}, f.cfg.MaxParallel)
+	var wg sync.WaitGroup
+	var armed atomic.Bool
+	var timer atomic.Pointer[time.Timer]
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			if f.exchange(ctx, w, t) && publishEach && f.assemble(t).QuorumMet && armed.CompareAndSwap(false, true) {
+				timer.Store(time.AfterFunc(f.cfg.QuorumGrace, func() { f.publish(ctx, t) }))
+			}
+		}()
+	}
+	wg.Wait()
+	if tm := timer.Load(); tm != nil {
+		tm.Stop()
+	}
+}
+
+// witnessError is a failed exchange with a witness.
+type witnessError struct {
+	outcome    string
+	retryAfter time.Duration // from Retry-After, 0 if none
+	err        error
+}
+
+func (e *witnessError) Error() string { return e.err.Error() }
+
+func werr(outcome string, format string, a ...any) *witnessError {
+	return &witnessError{outcome: outcome, err: fmt.Errorf(format, a...)}
+}
+
+// exchange feeds t to one witness, following 409s, and reports success.
+func (f *Feeder) exchange(ctx context.Context, ws *witnessState, t *target) bool {
+	ws.xmu.Lock()
+	defer ws.xmu.Unlock()
+	line, err := f.exchangeLocked(ctx, ws, t)
+	now := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		if ws.failures > 0 {
+			f.log.InfoContext(ctx, "witness is back", slog.String("witness", ws.w.Name), slog.Int64("size", t.size),
+				slog.Int("failures", ws.failures))
+		}
+		t.cosigs[ws] = line
+		ws.failures = 0
+		ws.nextTry = time.Time{}
+		if t.size > ws.size {
+			ws.size = t.size
+		}
+		f.m.up.WithLabelValues(ws.w.Name).Set(1)
+		f.m.cosignedSize.WithLabelValues(ws.w.Name).Set(float64(ws.size))
+		return true
+	}
+	if ctx.Err() != nil {
+		return false // shutting down: not the witness's fault
+	}
+	ws.failures++
+	backoff := f.cfg.MinRetry << min(ws.failures-1, 30)
+	if backoff <= 0 || backoff > f.cfg.MaxRetry {
+		backoff = f.cfg.MaxRetry
+	}
+	var we *witnessError
+	if errors.As(err, &we) && we.retryAfter > 0 {
+		backoff = min(max(we.retryAfter, f.cfg.MinRetry), f.cfg.MaxRetry)
+	}
+	ws.nextTry = now.Add(backoff)
+	f.m.up.WithLabelValues(ws.w.Name).Set(0)
+	level := slog.LevelWarn
+	if errors.As(err, &we) && (we.outcome == OutcomeInconsistent || we.outcome == OutcomeBadResponse) {
+		level = slog.LevelError
+	}
+	f.log.Log(ctx, level, "witness did not cosign; the log carries on without it",
+		slog.String("witness", ws.w.Name), slog.String("url", ws.addURL), slog.Int64("size", t.size),
+		slog.Int("consecutive_failures", ws.failures), slog.Duration("retry_in", backoff), slog.Any("error", err))
+	return false
+}
+
+func (f *Feeder) exchangeLocked(ctx context.Context, ws *witnessState, t *target) ([]byte, error) {
+	for conflicts := 0; ; {
+		f.mu.Lock()
+		old := ws.size
+		f.mu.Unlock()
+		if old > t.size {
+			return nil, f.count(ws, werr(OutcomeError, "witness is at size %d, beyond this checkpoint's %d (another feeder ahead of us, or a forked log)", old, t.size))
+		}
+		body, err := f.requestBody(ctx, old, t)
+		if err != nil {
+			return nil, f.count(ws, werr(OutcomeError, "building the request from size %d: %v", old, err))
+		}
+		status, hdr, resp, err := f.post(ctx, ws.addURL, body)
+		if err != nil {
+			return nil, f.count(ws, werr(OutcomeUnavailable, "%v", err))
+		}
+		switch {
+		case status == http.StatusOK:
+			line, err := verifyCosignature(ws.w, t.text, resp, time.Now(), f.cfg.MaxClockSkew)
+			if err != nil {
+				return nil, f.count(ws, werr(OutcomeBadResponse, "%v", err))
+			}
+			f.count(ws, &witnessError{outcome: OutcomeOK})
+			return line, nil
+		case status == http.StatusConflict:
+			size, err := parseSizeResponse(hdr, resp)
+			if err != nil {
+				return nil, f.count(ws, werr(OutcomeBadResponse, "409: %v", err))
+			}
+			f.count(ws, &witnessError{outcome: OutcomeConflict})
+			if size == old {
+				return nil, f.count(ws, werr(OutcomeBadResponse, "409 reports size %d, the size we sent", size))
+			}
+			f.log.DebugContext(ctx, "witness at another size; resending", slog.String("witness", ws.w.Name),
+				slog.Int64("sent_old", old), slog.Int64("witness_size", size))
+			f.mu.Lock()
+			ws.size = size
+			f.m.cosignedSize.WithLabelValues(ws.w.Name).Set(float64(size))
+			f.mu.Unlock()
+			if conflicts++; conflicts >= maxConflicts {
+				return nil, werr(OutcomeConflict, "still conflicting after %d resends (another feeder racing?)", conflicts)
+			}
+		case status == http.StatusTooManyRequests:
+			return nil, f.count(ws, &witnessError{outcome: OutcomeRateLimited, retryAfter: retryAfter(hdr),
+				err: fmt.Errorf("429 rate limited: %s", snippet(resp))})
+		case status == http.StatusUnprocessableEntity:
+			return nil, f.count(ws, werr(OutcomeInconsistent, "422: the witness finds the checkpoint inconsistent with size %d: %s", old, snippet(resp)))
+		case status >= 400 && status < 500:
+			return nil, f.count(ws, werr(OutcomeRejected, "%d %s: %s", status, http.StatusText(status), snippet(resp)))
+		default:
+			return nil, f.count(ws, &witnessError{outcome: OutcomeUnavailable, retryAfter: retryAfter(hdr),
+				err: fmt.Errorf("%d %s: %s", status, http.StatusText(status), snippet(resp))})
+		}
+	}
+}
+
+// count increments the request counter for the outcome of e and returns e
+// (nil for OutcomeOK/OutcomeConflict bookkeeping calls).
+func (f *Feeder) count(ws *witnessState, e *witnessError) error {
+	f.m.requests.WithLabelValues(ws.w.Name, e.outcome).Inc()
+	if e.err == nil {
+		return nil
+	}
+	return e
+}
+
+// requestBody builds the add-checkpoint body of c2sp.org/tlog-witness:
+// "old <size>", the consistency proof old→size (base64, one per line; none
+// when old is 0 or the size itself), an empty line, the signed checkpoint.
+func (f *Feeder) requestBody(ctx context.Context, old int64, t *target) ([]byte, error) {
+	var proof [][32]byte
+	if old > 0 && old < t.size {
+		var err error
+		if proof, err = f.cfg.Proofs(ctx, old, t.size); err != nil {
+			return nil, err
+		}
+		if len(proof) == 0 || len(proof) > maxProofLines {
+			return nil, fmt.Errorf("consistency proof %d→%d has %d hashes", old, t.size, len(proof))
+		}
+	}
+	var b bytes.Buffer
+	b.Grow(32 + 45*len(proof) + len(t.note))
+	b.WriteString("old " + strconv.FormatInt(old, 10) + "\n")
+	for _, h := range proof {
+		b.WriteString(base64.StdEncoding.EncodeToString(h[:]))
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	b.Write(t.note)
+	return b.Bytes(), nil
+}
+
+func (f *Feeder) post(ctx context.Context, url string, body []byte) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	req.Header.Set("User-Agent", "stella-logserver-witnessing/1")
+	resp, err := f.cfg.Client.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("reading the %d response: %w", resp.StatusCode, err)
+	}
+	return resp.StatusCode, resp.Header, data, nil
+}
+
+// parseSizeResponse parses a 409 body: Content-Type text/x.tlog.size,
+// "<decimal size>\n".
+func parseSizeResponse(hdr http.Header, body []byte) (int64, error) {
+	mt, _, err := mime.ParseMediaType(hdr.Get("Content-Type"))
+	if err != nil || mt != "text/x.tlog.size" {
+		return 0, fmt.Errorf("Content-Type %q, want text/x.tlog.size", hdr.Get("Content-Type"))
+	}
+	s := strings.TrimSuffix(string(body), "\n")
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != s {
+		return 0, fmt.Errorf("body %q is not a tree size", snippet(body))
+	}
+	return n, nil
+}
+
+func retryAfter(hdr http.Header) time.Duration {
+	s := hdr.Get("Retry-After")
+	if s == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(s); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
+
+func snippet(b []byte) string {
+	const max = 200
+	s := strings.TrimSpace(string(b))
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// verifyCosignature finds the witness's cosignature/v1 line in a 200
+// add-checkpoint response and verifies it over text. Lines of other keys
+// (e.g. the same witness's ML-DSA key) are ignored; a line of the witness's
+// key that does not verify, a zero timestamp or one farther than skew from
+// now is an error. It returns the line, newline included.
+func verifyCosignature(w *PolicyWitness, text, body []byte, now time.Time, skew time.Duration) ([]byte, error) {
+	if len(body) == 0 || body[len(body)-1] != '\n' {
+		return nil, fmt.Errorf("200 response %s is not newline-terminated signature lines", snippet(body))
+	}
+	var found []byte
+	for _, line := range bytes.SplitAfter(body, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		rest, ok := bytes.CutPrefix(line, []byte("\u2014 "))
+		if !ok {
+			return nil, fmt.Errorf("200 response line %s is not a signature line", snippet(line))
+		}
+		name, b64, ok := strings.Cut(strings.TrimSuffix(string(rest), "\n"), " ")
+		if !ok || !validKeyName(name) {
+			return nil, fmt.Errorf("malformed signature line %s", snippet(line))
+		}
+		sig, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(sig) < 5 {
+			return nil, fmt.Errorf("malformed signature line %s", snippet(line))
+		}
+		if name != w.KeyName || binary.BigEndian.Uint32(sig) != w.KeyID {
+			continue
+		}
+		sig = sig[4:]
+		if len(sig) != 8+64 {
+			return nil, fmt.Errorf("cosignature/v1 from %s has %d bytes, want 72", name, len(sig))
+		}
+		ts := binary.BigEndian.Uint64(sig)
+		if ts == 0 || ts > math.MaxInt64 {
+			return nil, fmt.Errorf("cosignature timestamp %d out of range", ts)
+		}
+		if d := time.Unix(int64(ts), 0).Sub(now); d > skew || d < -skew {
+			return nil, fmt.Errorf("cosignature timestamp %d is %v from our clock (max %v): clock skew?", ts, d.Round(time.Second), skew)
+		}
+		if !w.verifier.Verify(text, sig) {
+			return nil, fmt.Errorf("cosignature from %s+%08x does not verify over the checkpoint", name, w.KeyID)
+		}
+		if found == nil {
+			found = line
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("no cosignature from the policy key %s+%08x in the response", w.KeyName, w.KeyID)
+	}
+	return found, nil
+}

@@ -1,0 +1,92 @@
+// Package sqlstore keeps the logserver's published C2SP checkpoints in
+// MySQL/MariaDB: it implements witnessing.Store on the table that Migration
+// creates.
+//
+// Contract: every SaveCheckpoint inserts one row, never updated or deleted,
+// so the table is the history of /checkpoint. One tree size may have several
+// rows (the same checkpoint republished with more cosignatures); the latest
+// is the row with the largest size, then the largest id.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/stellaops/tlog/logserver/witnessing"
+)
+
+// Migration is the schema of the published C2SP checkpoints, to be added as
+// the next sql/logserver/NNN_c2sp_checkpoints.sql migration. It is
+// idempotent. log_checkpoints cannot hold these: its primary key (tree_id,
+// format, tree_size) keeps one note per size, while a size is republished
+// when more cosignatures arrive and every version is kept.
+const Migration = `-- Every C2SP checkpoint the log published at GET /checkpoint (package
+-- logserver/witnessing): origin = the log's name, the log's Ed25519 note
+-- signature and the witness cosignatures collected when it was published.
+-- Append-only: a tree size appears again when the same checkpoint is
+-- republished with more cosignatures; rows are never updated or deleted.
+CREATE TABLE IF NOT EXISTS log_c2sp_checkpoints (
+  id          BIGINT NOT NULL AUTO_INCREMENT,
+  tree_id     BIGINT NOT NULL,
+  tree_size   BIGINT NOT NULL,
+  root_hash   BINARY(32) NOT NULL,
+  note        TEXT NOT NULL,
+  created_at  TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (id),
+  KEY log_c2sp_checkpoints_latest (tree_id, tree_size, id)
+);
+`
+
+// Store is the witnessing.Store of one tree.
+type Store struct {
+	db     *sql.DB
+	treeID int64
+}
+
+var _ witnessing.Store = (*Store)(nil)
+
+// New returns the store of tree treeID over db (schema migrated).
+func New(db *sql.DB, treeID int64) *Store { return &Store{db: db, treeID: treeID} }
+
+// SaveCheckpoint inserts one published version.
+func (s *Store) SaveCheckpoint(ctx context.Context, size int64, root [32]byte, note []byte) error {
+	if _, err := s.db.ExecContext(ctx,
+		"INSERT INTO log_c2sp_checkpoints (tree_id, tree_size, root_hash, note) VALUES (?,?,?,?)",
+		s.treeID, size, root[:], note); err != nil {
+		return fmt.Errorf("store C2SP checkpoint: %w", err)
+	}
+	return nil
+}
+
+// LatestCheckpoint returns the last version of the largest size, or
+// witnessing.ErrNoCheckpoint.
+func (s *Store) LatestCheckpoint(ctx context.Context) (witnessing.StoredCheckpoint, error) {
+	var cp witnessing.StoredCheckpoint
+	var root []byte
+	var created sql.NullString
+	err := s.db.QueryRowContext(ctx,
+		`SELECT tree_size, root_hash, note, UNIX_TIMESTAMP(created_at) FROM log_c2sp_checkpoints
+		 WHERE tree_id = ? ORDER BY tree_size DESC, id DESC LIMIT 1`, s.treeID).Scan(&cp.Size, &root, &cp.Note, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cp, witnessing.ErrNoCheckpoint
+	}
+	if err != nil {
+		return cp, fmt.Errorf("load C2SP checkpoint: %w", err)
+	}
+	if len(root) != 32 {
+		return cp, fmt.Errorf("load C2SP checkpoint: root hash of %d bytes", len(root))
+	}
+	copy(cp.Root[:], root)
+	if created.Valid {
+		if f, err := strconv.ParseFloat(created.String, 64); err == nil {
+			sec, frac := math.Modf(f)
+			cp.Created = time.Unix(int64(sec), int64(frac*1e9))
+		}
+	}
+	return cp, nil
+}
