@@ -18,7 +18,8 @@ deps:
 	@$(GO) mod download
 
 build: deps
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./logserver/cmd/logserver ./deployment/cmd/localrun ./testing/cmd/loadgen ./testing/cmd/compare
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./logserver/cmd/logserver ./witness/cmd/witness ./signer/cmd/signer \
+		./deployment/cmd/localrun ./testing/cmd/loadgen ./testing/cmd/compare
 
 vet:
 	$(GO) vet -tags $(TAGS) ./...

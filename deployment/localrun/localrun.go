@@ -5,6 +5,11 @@
 //
 //	LOG_URL         base URL of the Rekor API
 //	LOG_PUBLIC_KEY  path of the log's PEM public key
+//	LOG_NOTE_VKEY   the C2SP checkpoint's verifier key (GET $LOG_URL/checkpoint)
+//	WITNESS_URL     base URL of the witness (POST /add-checkpoint)
+//	WITNESS_VKEY    the witness's cosignature/v1 verifier key
+//	TRUST_DIR       client trust files: log-key.pub.pem, log-note.vkey,
+//	                witness.vkey, witness-policy (c2sp.org/tlog-policy)
 //
 // State (database, keys, chosen ports) persists in the run directory, so a
 // second run serves the same tree with the same key. Stop with SIGINT or
@@ -27,7 +32,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stellaops/tlog/logserver/witnessing"
 	"github.com/stellaops/tlog/testing/stack"
+	"github.com/stellaops/tlog/witness/cosig"
 )
 
 // Options say where state and binaries live.
@@ -42,6 +49,7 @@ type ports struct {
 	MariaDB   int `json:"mariadb"`
 	Logserver int `json:"logserver"`
 	Debug     int `json:"debug"` // logserver pprof
+	Witness   int `json:"witness"`
 }
 
 // Run starts everything and blocks until ctx ends or a service dies.
@@ -76,7 +84,68 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	keys := filepath.Join(dir, "keys")
+	trust := filepath.Join(dir, "trust")
 	lsAddr := "127.0.0.1:" + strconv.Itoa(p.Logserver)
+
+	// Witnessing: the log's note key and the witness key are made once; the
+	// witness trusts the log's vkey, the log's policy names the witness.
+	const origin = "stella.local/log"
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		return err
+	}
+	noteKey, err := witnessing.LoadOrCreateKey(filepath.Join(keys, "log-note.pem"), true)
+	if err != nil {
+		return err
+	}
+	noteSigner, err := witnessing.NewCheckpointSigner(origin, noteKey)
+	if err != nil {
+		return err
+	}
+	witnessKeyFile := filepath.Join(keys, "witness.pem")
+	wkey, err := cosig.LoadKeyFile(witnessKeyFile)
+	if errors.Is(err, os.ErrNotExist) {
+		wkey, err = cosig.GenerateKeyFile(witnessKeyFile)
+	}
+	if err != nil {
+		return err
+	}
+	wsigner, err := cosig.NewSigner("stella.local/witness", wkey)
+	if err != nil {
+		return err
+	}
+	witnessURL := "http://127.0.0.1:" + strconv.Itoa(p.Witness)
+	files := map[string]string{
+		filepath.Join(trust, "log-note.vkey"): noteSigner.VerifierKey() + "\n",
+		filepath.Join(trust, "witness.vkey"):  wsigner.VerifierKey() + "\n",
+		filepath.Join(trust, "witness-policy"): fmt.Sprintf("log %s\nwitness w1 %s %s\nquorum w1\n",
+			noteSigner.VerifierKey(), wsigner.VerifierKey(), witnessURL),
+		filepath.Join(dir, "witness.yaml"): fmt.Sprintf(`# Written by make run; see witness/config for every field.
+name: stella.local/witness
+key_file: %q
+db_file: %q
+listen: "127.0.0.1:%d"
+log_format: text
+logs:
+  - origin: %q
+    vkeys: [%q]
+`, witnessKeyFile, filepath.Join(dir, "witness", "witness.db"), p.Witness, origin, noteSigner.VerifierKey()),
+	}
+	for path, content := range files {
+		if err := writeFile(path, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "witness"), 0o700); err != nil {
+		return err
+	}
+	wit, err := startChild(filepath.Join(o.BinDir, "witness"), filepath.Join(dir, "witness.log"), "serve", "-c", filepath.Join(dir, "witness.yaml"))
+	if err != nil {
+		return err
+	}
+	defer wit.stop()
+	if err := waitReady(ctx, witnessURL+"/readyz", wit); err != nil {
+		return fmt.Errorf("witness: %w (see %s)", err, filepath.Join(dir, "witness.log"))
+	}
 	cfg := fmt.Sprintf(`# Written by make run; see logserver/config for every field.
 listen: %q
 debug_listen: "127.0.0.1:%d"
@@ -89,7 +158,14 @@ key:
   public_key_file: %q
 sequencer:
   interval: 20ms
-`, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), filepath.Join(keys, "log-key.pem"), filepath.Join(keys, "log-key.pub.pem"))
+witnessing:
+  origin: %q
+  key_file: %q
+  policy_file: %q
+  retry_min: 1s
+  retry_max: 30s
+`, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), filepath.Join(keys, "log-key.pem"), filepath.Join(keys, "log-key.pub.pem"),
+		origin, filepath.Join(keys, "log-note.pem"), filepath.Join(trust, "witness-policy"))
 	cfgPath := filepath.Join(dir, "logserver.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
@@ -108,7 +184,14 @@ sequencer:
 		return fmt.Errorf("logserver: %w (see %s)", err, filepath.Join(dir, "logserver.log"))
 	}
 
-	env := exportLine("LOG_URL", logURL) + exportLine("LOG_PUBLIC_KEY", filepath.Join(keys, "log-key.pub.pem"))
+	pubKey := filepath.Join(keys, "log-key.pub.pem")
+	if err := copyFile(pubKey, filepath.Join(trust, "log-key.pub.pem")); err != nil {
+		return err
+	}
+	env := exportLine("LOG_URL", logURL) + exportLine("LOG_PUBLIC_KEY", pubKey) +
+		exportLine("LOG_NOTE_VKEY", noteSigner.VerifierKey()) +
+		exportLine("WITNESS_URL", witnessURL) + exportLine("WITNESS_VKEY", wsigner.VerifierKey()) +
+		exportLine("TRUST_DIR", trust)
 	if err := writeFile(envFile, []byte(env), 0o644); err != nil {
 		return err
 	}
@@ -119,12 +202,15 @@ Stella appliance is up.
   log public key (LOG_PUBLIC_KEY): %s
   health / metrics:             %s/readyz  %s/metrics
   pprof:                        http://127.0.0.1:%d/debug/pprof/
+  C2SP checkpoint (witnessed):  %s/checkpoint
+  witness (WITNESS_URL):        %s
+  trust files (TRUST_DIR):      %s
   MariaDB:                      127.0.0.1:%d (data in %s)
   logs:                         %s
 Load the variables with:  . %s
 Press Ctrl-C to stop.
-`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, db.Port, filepath.Join(dir, "mariadb"),
-		filepath.Join(dir, "logserver.log"), envFile)
+`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, logURL, witnessURL, trust, db.Port, filepath.Join(dir, "mariadb"),
+		filepath.Join(dir, "*.log"), envFile)
 
 	select {
 	case <-ctx.Done():
@@ -132,7 +218,17 @@ Press Ctrl-C to stop.
 		return nil
 	case err := <-ls.exited:
 		return fmt.Errorf("logserver exited: %v (see %s)", err, filepath.Join(dir, "logserver.log"))
+	case err := <-wit.exited:
+		return fmt.Errorf("witness exited: %v (see %s)", err, filepath.Join(dir, "witness.log"))
 	}
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return writeFile(to, data, 0o644)
 }
 
 type child struct {
@@ -218,7 +314,10 @@ func loadPorts(path string) (ports, error) {
 	if p.Logserver, err = pick(p.Logserver); err != nil {
 		return p, err
 	}
-	p.Debug, err = pick(p.Debug)
+	if p.Debug, err = pick(p.Debug); err != nil {
+		return p, err
+	}
+	p.Witness, err = pick(p.Witness)
 	return p, err
 }
 

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/sigstore/rekor/pkg/generated/models"
+	"github.com/transparency-dev/formats/log"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stellaops/tlog/testing/entries"
 )
@@ -23,7 +26,8 @@ import (
 // second run serves the same tree with the same key and entries.
 func TestRunContract(t *testing.T) {
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-tags", "batched_queue", "-o", bin, "github.com/stellaops/tlog/logserver/cmd/logserver")
+	build := exec.Command("go", "build", "-tags", "batched_queue", "-o", bin,
+		"github.com/stellaops/tlog/logserver/cmd/logserver", "github.com/stellaops/tlog/witness/cmd/witness")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build logserver: %v\n%s", err, out)
 	}
@@ -66,7 +70,7 @@ func TestRunContract(t *testing.T) {
 	}
 
 	r1 := start()
-	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY"} {
+	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY", "LOG_NOTE_VKEY", "WITNESS_URL", "WITNESS_VKEY", "TRUST_DIR"} {
 		if r1.env[k] == "" {
 			t.Fatalf("env lacks %s: %v", k, r1.env)
 		}
@@ -93,6 +97,7 @@ func TestRunContract(t *testing.T) {
 		t.Fatalf("create entry: %s", resp.Status)
 	}
 	info1 := logInfo(t, r1.env["LOG_URL"])
+	checkWitnessed(t, r1.env, *info1.TreeSize)
 	stop(r1)
 
 	r2 := start()
@@ -140,4 +145,38 @@ func logInfo(t *testing.T, url string) models.LogInfo {
 		t.Fatal(err)
 	}
 	return li
+}
+
+// checkWitnessed waits for GET /checkpoint to carry the witness's
+// cosignature on a checkpoint of at least size, and verifies the log's
+// signature and the cosignature with transparency-dev/formats.
+func checkWitnessed(t *testing.T, env map[string]string, size int64) {
+	t.Helper()
+	logV, err := fnote.NewVerifier(env["LOG_NOTE_VKEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	witV, err := fnote.NewVerifierForCosignatureV1(env["WITNESS_VKEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(env["LOG_URL"] + "/checkpoint")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			n, err := note.Open(body, note.VerifierList(logV, witV))
+			if err == nil && len(n.Sigs) == 2 {
+				cp, _, _, err := log.ParseCheckpoint(body, logV.Name(), logV)
+				if err == nil && int64(cp.Size) >= size {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no witnessed checkpoint of size >= %d within a minute: %v", size, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -27,6 +28,8 @@ import (
 	"github.com/stellaops/tlog/logserver/rekorv1"
 	"github.com/stellaops/tlog/logserver/sequence"
 	"github.com/stellaops/tlog/logserver/store"
+	"github.com/stellaops/tlog/logserver/witnessing"
+	"github.com/stellaops/tlog/logserver/witnessing/sqlstore"
 	sqlschema "github.com/stellaops/tlog/sql"
 )
 
@@ -39,6 +42,10 @@ type App struct {
 	seq     *sequence.Log
 	srv     *http.Server
 	signer  logkey.Signer
+
+	feeder     atomic.Pointer[witnessing.Feeder] // nil without witnessing
+	stopFeeder context.CancelFunc
+	feederDone chan struct{}
 }
 
 // New builds every part. It waits (until ctx ends) for the database to
@@ -104,6 +111,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.seq, err = sequence.Open(ctx, a.backend, st, key, sequence.Options{
+		// The feeder, once started, hears of every new head.
+		OnHead: func(h *sequence.Head) {
+			if f := a.feeder.Load(); f != nil {
+				f.Update(witnessing.Head{Size: h.Size, Root: h.Root})
+			}
+		},
 		Hostname:     cfg.Hostname,
 		BatchSize:    cfg.Sequencer.BatchSize,
 		AdmitWorkers: cfg.Sequencer.AdmitWorkers,
@@ -114,6 +127,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	})
 	if err != nil {
 		return nil, err
+	}
+	mux := http.NewServeMux()
+	if cfg.Witnessing.KeyFile != "" {
+		if err := a.startWitnessing(ctx, cfg, reg, mux); err != nil {
+			return nil, err
+		}
 	}
 	algs, err := rekorv1.NewAlgorithmRegistry(cfg.API.SigningAlgorithms)
 	if err != nil {
@@ -126,7 +145,6 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		PublicKeyPEM:    pubPEM,
 		Logger:          logger,
 	}, reg)
-	mux := http.NewServeMux()
 	api.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.ready)
@@ -142,6 +160,57 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	h := a.seq.Head()
 	logger.Info("logserver ready", "tree_id", h.TreeID, "size", h.Size, "log_id", a.seq.LogID(), "hostname", cfg.Hostname)
 	return a, nil
+}
+
+// startWitnessing builds the C2SP checkpoint signer and the witness feeder,
+// starts the feeder on the current head and serves GET /checkpoint.
+func (a *App) startWitnessing(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, mux *http.ServeMux) error {
+	w := cfg.Witnessing
+	key, err := witnessing.LoadOrCreateKey(w.KeyFile, w.CreateKey)
+	if err != nil {
+		return fmt.Errorf("witnessing.key_file: %w", err)
+	}
+	signer, err := witnessing.NewCheckpointSigner(w.Origin, key)
+	if err != nil {
+		return err
+	}
+	if w.VKeyFile != "" {
+		if err := writeFileAtomic(w.VKeyFile, []byte(signer.VerifierKey()+"\n")); err != nil {
+			return fmt.Errorf("witnessing.vkey_file: %w", err)
+		}
+	}
+	var pol *witnessing.Policy
+	if w.PolicyFile != "" {
+		if pol, err = witnessing.ParsePolicyFile(w.PolicyFile); err != nil {
+			return err
+		}
+	}
+	h := a.seq.Head()
+	f, err := witnessing.New(ctx, witnessing.Config{
+		Policy: pol, Signer: signer, Proofs: witnessing.TreeProofs(a.seq.Tree()),
+		Store: sqlstore.New(a.db, h.TreeID), Logger: a.log, Registerer: reg,
+		RequestTimeout: w.RequestTimeout, MaxParallel: w.MaxParallel, MinRetry: w.RetryMin,
+		MaxRetry: w.RetryMax, QuorumGrace: w.QuorumGrace, MaxClockSkew: w.MaxClockSkew,
+	})
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopFeeder = cancel
+	a.feederDone = make(chan struct{})
+	go func() {
+		defer close(a.feederDone)
+		if err := f.Run(runCtx); err != nil {
+			a.log.Error("witness feeder stopped", "error", err)
+		}
+	}()
+	// Heads published from now on reach the feeder through OnHead; the
+	// current one is given here (a duplicate Update is harmless).
+	a.feeder.Store(f)
+	f.Update(witnessing.Head{Size: a.seq.Head().Size, Root: a.seq.Head().Root})
+	mux.Handle("GET /checkpoint", f.Handler())
+	a.log.Info("witnessing", "origin", w.Origin, "vkey", signer.VerifierKey(), "policy", w.PolicyFile)
+	return nil
 }
 
 // openTree opens the recorded tree, or creates and records one on first
@@ -237,6 +306,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 func (a *App) close() {
 	if a.seq != nil {
 		a.seq.Close()
+	}
+	if a.stopFeeder != nil {
+		a.stopFeeder()
+		<-a.feederDone
 	}
 	if a.backend != nil {
 		a.backend.Close()

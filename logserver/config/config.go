@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -45,8 +46,49 @@ type Config struct {
 	// API sets request limits.
 	API API `yaml:"api"`
 
+	// Witnessing publishes the log's C2SP checkpoint at GET /checkpoint and
+	// collects witness cosignatures for it.
+	Witnessing Witnessing `yaml:"witnessing"`
+
 	// Logging configures the structured log on stderr.
 	Logging Logging `yaml:"logging"`
+}
+
+// Witnessing configures the C2SP checkpoint and its witnesses. It is on
+// when KeyFile is set.
+type Witnessing struct {
+	// Origin is the C2SP checkpoint origin and the name of the log's Ed25519
+	// note key. Witnesses and verifiers pin it. No spaces or '+'. Default:
+	// Hostname. A new tree is a new log: give it a new origin.
+	Origin string `yaml:"origin"`
+	// KeyFile is the log's Ed25519 note key (PEM PKCS#8, e.g.
+	// `openssl genpkey -algorithm ed25519`). Empty: no C2SP checkpoint and
+	// no witnessing.
+	KeyFile string `yaml:"key_file"`
+	// CreateKey generates KeyFile (mode 0600) on first start if missing.
+	CreateKey bool `yaml:"create_key"`
+	// VKeyFile, if set, receives the log's note verifier key (vkey) at
+	// every start: witnesses and the policy's `log` line use it.
+	VKeyFile string `yaml:"vkey_file"`
+	// PolicyFile is a c2sp.org/tlog-policy file naming the witnesses (with
+	// their submission URLs), groups and the quorum. Empty: no witnesses,
+	// and /checkpoint serves the checkpoint signed by the log alone.
+	PolicyFile string `yaml:"policy_file"`
+	// RequestTimeout bounds one add-checkpoint request. Default 10s.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxParallel caps requests to witnesses in flight. Default 8.
+	MaxParallel int `yaml:"max_parallel"`
+	// RetryMin and RetryMax bound the backoff before a failing witness is
+	// tried again (a Retry-After is honoured). Defaults 5s and 5m.
+	RetryMin time.Duration `yaml:"retry_min"`
+	RetryMax time.Duration `yaml:"retry_max"`
+	// QuorumGrace is how long to wait for slower witnesses once the quorum
+	// is met before publishing; later cosignatures are published as a new
+	// version of the same checkpoint. Default 250ms.
+	QuorumGrace time.Duration `yaml:"quorum_grace"`
+	// MaxClockSkew is how far a cosignature timestamp may be from our
+	// clock. Default 10m.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
 }
 
 // Database is a MySQL/MariaDB connection.
@@ -253,6 +295,40 @@ func (c *Config) Validate() error {
 	}
 	if c.API.WriteTimeout < time.Second {
 		bad("api.write_timeout %v: want at least 1s", c.API.WriteTimeout)
+	}
+	if c.Witnessing.KeyFile != "" {
+		w := &c.Witnessing
+		if w.Origin == "" {
+			w.Origin = c.Hostname
+		}
+		if strings.ContainsAny(w.Origin, " +\n") || w.Origin == "" {
+			bad("witnessing.origin %q: must be non-empty without spaces or '+'", w.Origin)
+		}
+		for _, d := range []struct {
+			name string
+			v    *time.Duration
+			def  time.Duration
+		}{{"request_timeout", &w.RequestTimeout, 10 * time.Second}, {"retry_min", &w.RetryMin, 5 * time.Second},
+			{"retry_max", &w.RetryMax, 5 * time.Minute}, {"quorum_grace", &w.QuorumGrace, 250 * time.Millisecond},
+			{"max_clock_skew", &w.MaxClockSkew, 10 * time.Minute}} {
+			if *d.v == 0 {
+				*d.v = d.def
+			}
+			if *d.v < 0 {
+				bad("witnessing.%s %v: must be positive", d.name, *d.v)
+			}
+		}
+		if w.RetryMin > w.RetryMax {
+			bad("witnessing.retry_min %v exceeds retry_max %v", w.RetryMin, w.RetryMax)
+		}
+		if w.MaxParallel == 0 {
+			w.MaxParallel = 8
+		}
+		if w.MaxParallel < 1 {
+			bad("witnessing.max_parallel %d: want at least 1", w.MaxParallel)
+		}
+	} else if c.Witnessing.PolicyFile != "" {
+		bad("witnessing.policy_file needs witnessing.key_file (the log's note key)")
 	}
 	switch c.Logging.Level {
 	case "":

@@ -70,6 +70,9 @@ type Options struct {
 	TileCache int
 	Logger    *slog.Logger
 	Metrics   *Metrics
+	// OnHead, if set, is called with every newly published head, from the
+	// publish loop; it must not block.
+	OnHead func(*Head)
 }
 
 // Log is the write path and the published head of one tree.
@@ -579,6 +582,9 @@ func (l *Log) publish(ctx context.Context) (more bool, err error) {
 	}
 	l.unstored = nil
 	l.head.Store(p.head)
+	if l.opts.OnHead != nil {
+		l.opts.OnHead(p.head)
+	}
 	l.m.treeSize.Set(float64(p.head.Size))
 	l.m.publishLatency.Observe(time.Since(start).Seconds())
 	l.m.integrated.Add(float64(len(p.entries)))

@@ -17,8 +17,8 @@
 // need): nothing here touches it. Witnesses sign only the checkpoint text, so
 // a cosignature here is valid for the same text wherever it appears.
 //
-// Contract: Update never blocks; Run is the only goroutine that signs,
-// feeds and publishes; a witness that is down, slow or misbehaving never
+// Contract: Update never blocks; Run (with the requests it starts) signs,
+// feeds and publishes, off the log's write path; a witness that is down, slow or misbehaving never
 // stops publication when the remaining witnesses meet the quorum, and it
 // catches up (from the last size it accepted, or the size its 409 reports)
 // when it returns. Latest never goes back to a smaller tree.

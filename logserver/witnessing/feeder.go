@@ -127,11 +127,12 @@ type Config struct {
 // Rounds: every witness gets the same signed checkpoint (so cosignatures
 // coincide). The checkpoint is published when the round's requests are all
 // done, or QuorumGrace after the quorum was met if some witness is slower;
-// cosignatures arriving after a publication are published again as a new
-// version of the same size. The next round starts when the round's requests are all
-// done and takes the newest head (heads coalesce: intermediate heads are
-// skipped). A witness that fails (down, timeout, 5xx, 4xx, bad cosignature)
-// is retried with exponential backoff on the newest checkpoint, from the last
+// a straggler's cosignature is published later as a new version of the same
+// size. The next round takes the newest head (heads coalesce: intermediate
+// heads are skipped) and feeds every witness that is not still busy.
+//
+// A witness that fails (down, timeout, 5xx, 4xx, bad cosignature) is
+// retried with exponential backoff on the newest checkpoint, from the last
 // size it accepted, so it catches up when it returns; meanwhile the log goes
 // on and publishes whenever the others meet the quorum. Failures are logged
 // and counted; nothing here blocks the log's write path.
@@ -145,6 +146,8 @@ type Feeder struct {
 	verifier  note.Verifier // the log key, to check notes given to Collect and loaded
 	witnesses []*witnessState
 	wake      chan struct{}
+	sem       chan struct{}  // bounds requests in flight
+	inflight  sync.WaitGroup // exchanges, including stragglers
 
 	mu            sync.Mutex
 	pending       *Head
@@ -165,6 +168,7 @@ type witnessState struct {
 	size     int64 // last size the witness accepted or reported (0: unknown)
 	failures int
 	nextTry  time.Time
+	busy     bool // an exchange is in flight (possibly a straggler of an earlier round)
 }
 
 // target is a signed checkpoint being fed and its cosignatures.
@@ -221,13 +225,14 @@ func New(ctx context.Context, cfg Config) (*Feeder, error) {
 		return nil, fmt.Errorf("witnessing: the policy's log lines do not list this log's key %s", vkey)
 	}
 	if !cfg.Policy.reachable() {
-		return nil, fmt.Errorf("witnessing: quorum %q cannot be met by the witnesses that have a URL", cfg.Policy.QuorumName)
+		return nil, fmt.Errorf("witnessing: quorum %q cannot be met by the witnesses that have a URL", quorumName(cfg.Policy))
 	}
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
 		return nil, err
 	}
-	f := &Feeder{cfg: cfg, log: cfg.Logger.With(slog.String("component", "witnessing")), verifier: v, wake: make(chan struct{}, 1)}
+	f := &Feeder{cfg: cfg, log: cfg.Logger.With(slog.String("component", "witnessing")), verifier: v,
+		wake: make(chan struct{}, 1), sem: make(chan struct{}, cfg.MaxParallel)}
 	var names []string
 	if cfg.Policy != nil {
 		for _, w := range cfg.Policy.Witnesses {
@@ -243,6 +248,8 @@ func New(ctx context.Context, cfg Config) (*Feeder, error) {
 		}
 	}
 	f.m = newMetrics(cfg.Registerer, names)
+	f.log.InfoContext(ctx, "C2SP checkpoint witnessing", slog.String("origin", cfg.Signer.Origin()),
+		slog.String("vkey", vkey), slog.Any("witnesses", names), slog.String("quorum", quorumName(cfg.Policy)))
 
 	st, err := cfg.Store.LatestCheckpoint(ctx)
 	switch {
@@ -315,10 +322,11 @@ func (f *Feeder) Update(h Head) {
 }
 
 // Run feeds witnesses and publishes until ctx is cancelled; it returns nil
-// then. Run it once per Feeder.
+// once the requests in flight have ended. Run it once per Feeder.
 func (f *Feeder) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	defer f.inflight.Wait()
 	for {
 		d := f.step(ctx)
 		if ctx.Err() != nil {
@@ -369,13 +377,13 @@ func (f *Feeder) step(ctx context.Context) time.Duration {
 	var due []*witnessState
 	f.mu.Lock()
 	for _, ws := range f.witnesses {
-		if _, done := cur.cosigs[ws]; !done && !now.Before(ws.nextTry) {
+		if _, done := cur.cosigs[ws]; !done && !ws.busy && !now.Before(ws.nextTry) {
 			due = append(due, ws)
 		}
 	}
 	f.mu.Unlock()
 	if len(due) > 0 {
-		f.feed(ctx, cur, due, true)
+		f.feed(ctx, cur, due, false)
 		met = f.publish(ctx, cur)
 	}
 	f.m.quorumMet.Set(b2f(met))
@@ -391,10 +399,17 @@ func (f *Feeder) step(ctx context.Context) time.Duration {
 			}
 			f.log.WarnContext(ctx, "witness quorum not met: /checkpoint keeps serving an older checkpoint until witnesses return",
 				slog.Int64("size", cur.size), slog.Int64("served_size", served), slog.Any("cosigners", f.assemble(cur).Cosigners),
-				slog.String("quorum", f.cfg.Policy.QuorumName))
+				slog.String("quorum", quorumName(f.cfg.Policy)))
 		}
 	}
 	return f.nextWait(cur)
+}
+
+func quorumName(p *Policy) string {
+	if p == nil {
+		return "none"
+	}
+	return p.QuorumName
 }
 
 func b2f(b bool) float64 {
@@ -417,8 +432,8 @@ func (f *Feeder) nextWait(cur *target) time.Duration {
 	}
 	now := time.Now()
 	for _, ws := range f.witnesses {
-		if _, done := cur.cosigs[ws]; done {
-			continue
+		if _, done := cur.cosigs[ws]; done || ws.busy {
+			continue // a busy witness wakes Run when it is done
 		}
 		d := max(ws.nextTry.Sub(now), time.Millisecond)
 		if wait < 0 || d < wait {
@@ -455,7 +470,7 @@ func (f *Feeder) Collect(ctx context.Context, signed []byte) (*Checkpoint, error
 		return nil, fmt.Errorf("witnessing: checkpoint origin %q, want %q", origin, f.cfg.Signer.Origin())
 	}
 	t := &target{size: size, root: root, note: signed, text: []byte(n.Text), cosigs: map[*witnessState][]byte{}}
-	f.feed(ctx, t, f.witnesses, false)
+	f.feed(ctx, t, f.witnesses, true)
 	return f.assemble(t), nil
 }
 
@@ -518,34 +533,63 @@ func (f *Feeder) publish(ctx context.Context, t *target) bool {
 	return true
 }
 
-// feed sends t to the witnesses in parallel (at most MaxParallel at once)
-// and records their cosignatures in t. With publishEach, once the
-// cosignatures meet the quorum the checkpoint is published after
-// QuorumGrace even if other witnesses have not answered yet (a round whose
-// witnesses all answer within the grace publishes once, from step).
-func (f *Feeder) feed(ctx context.Context, t *target, ws []*witnessState, publishEach bool) {
-	sem := make(chan struct{}, f.cfg.MaxParallel)
-	var wg sync.WaitGroup
-	var armed atomic.Bool
-	var timer atomic.Pointer[time.Timer]
+// feed sends t to the witnesses in parallel (at most MaxParallel requests
+// in flight in the whole Feeder) and records their cosignatures in t.
+//
+// With waitAll, it returns when every witness has answered or failed
+// (Collect). Otherwise (Run) it also returns QuorumGrace after the
+// cosignatures met the quorum: witnesses still in flight are stragglers that
+// finish in the background, publish what they add (same checkpoint, more
+// cosignatures) and wake Run, which feeds them the newest checkpoint next.
+// A slow or hung witness therefore never holds back newer heads.
+func (f *Feeder) feed(ctx context.Context, t *target, ws []*witnessState, waitAll bool) {
+	results := make(chan bool, len(ws))
+	var returned atomic.Bool
+	f.mu.Lock()
 	for _, w := range ws {
-		wg.Add(1)
+		w.busy = true
+	}
+	f.mu.Unlock()
+	for _, w := range ws {
+		f.inflight.Add(1)
 		go func() {
-			defer wg.Done()
+			defer f.inflight.Done()
+			ok := false
 			select {
-			case sem <- struct{}{}:
+			case f.sem <- struct{}{}:
+				ok = f.exchange(ctx, w, t)
+				<-f.sem
 			case <-ctx.Done():
-				return
 			}
-			defer func() { <-sem }()
-			if f.exchange(ctx, w, t) && publishEach && f.assemble(t).QuorumMet && armed.CompareAndSwap(false, true) {
-				timer.Store(time.AfterFunc(f.cfg.QuorumGrace, func() { f.publish(ctx, t) }))
+			f.mu.Lock()
+			w.busy = false
+			f.mu.Unlock()
+			if ok && returned.Load() {
+				f.publish(ctx, t)
+			}
+			results <- ok
+			if returned.Load() {
+				select {
+				case f.wake <- struct{}{}:
+				default:
+				}
 			}
 		}()
 	}
-	wg.Wait()
-	if tm := timer.Load(); tm != nil {
-		tm.Stop()
+	defer returned.Store(true)
+	var grace <-chan time.Time
+	for pending := len(ws); pending > 0; {
+		select {
+		case ok := <-results:
+			pending--
+			if ok && !waitAll && grace == nil && f.assemble(t).QuorumMet {
+				tm := time.NewTimer(f.cfg.QuorumGrace)
+				defer tm.Stop()
+				grace = tm.C
+			}
+		case <-grace:
+			return
+		}
 	}
 }
 
@@ -563,33 +607,38 @@ func werr(outcome string, format string, a ...any) *witnessError {
 }
 
 // exchange feeds t to one witness, following 409s, and reports success.
+// It logs outside f.mu, so Update never waits for log output.
 func (f *Feeder) exchange(ctx context.Context, ws *witnessState, t *target) bool {
 	ws.xmu.Lock()
 	defer ws.xmu.Unlock()
 	line, err := f.exchangeLocked(ctx, ws, t)
 	now := time.Now()
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if err == nil {
-		if ws.failures > 0 {
-			f.log.InfoContext(ctx, "witness is back", slog.String("witness", ws.w.Name), slog.Int64("size", t.size),
-				slog.Int("failures", ws.failures))
-		}
+		recovered := ws.failures
 		t.cosigs[ws] = line
 		ws.failures = 0
 		ws.nextTry = time.Time{}
 		if t.size > ws.size {
 			ws.size = t.size
 		}
+		size := ws.size
+		f.mu.Unlock()
 		f.m.up.WithLabelValues(ws.w.Name).Set(1)
-		f.m.cosignedSize.WithLabelValues(ws.w.Name).Set(float64(ws.size))
+		f.m.cosignedSize.WithLabelValues(ws.w.Name).Set(float64(size))
+		if recovered > 0 {
+			f.log.InfoContext(ctx, "witness is back", slog.String("witness", ws.w.Name), slog.Int64("size", t.size),
+				slog.Int("failures", recovered))
+		}
 		return true
 	}
 	if ctx.Err() != nil {
+		f.mu.Unlock()
 		return false // shutting down: not the witness's fault
 	}
 	ws.failures++
-	backoff := f.cfg.MinRetry << min(ws.failures-1, 30)
+	failures := ws.failures
+	backoff := f.cfg.MinRetry << min(failures-1, 30)
 	if backoff <= 0 || backoff > f.cfg.MaxRetry {
 		backoff = f.cfg.MaxRetry
 	}
@@ -598,6 +647,7 @@ func (f *Feeder) exchange(ctx context.Context, ws *witnessState, t *target) bool
 		backoff = min(max(we.retryAfter, f.cfg.MinRetry), f.cfg.MaxRetry)
 	}
 	ws.nextTry = now.Add(backoff)
+	f.mu.Unlock()
 	f.m.up.WithLabelValues(ws.w.Name).Set(0)
 	level := slog.LevelWarn
 	if errors.As(err, &we) && (we.outcome == OutcomeInconsistent || we.outcome == OutcomeBadResponse) {
@@ -605,7 +655,7 @@ func (f *Feeder) exchange(ctx context.Context, ws *witnessState, t *target) bool
 	}
 	f.log.Log(ctx, level, "witness did not cosign; the log carries on without it",
 		slog.String("witness", ws.w.Name), slog.String("url", ws.addURL), slog.Int64("size", t.size),
-		slog.Int("consecutive_failures", ws.failures), slog.Duration("retry_in", backoff), slog.Any("error", err))
+		slog.Int("consecutive_failures", failures), slog.Duration("retry_in", backoff), slog.Any("error", err))
 	return false
 }
 
@@ -638,10 +688,10 @@ func (f *Feeder) exchangeLocked(ctx context.Context, ws *witnessState, t *target
 			if err != nil {
 				return nil, f.count(ws, werr(OutcomeBadResponse, "409: %v", err))
 			}
-			f.count(ws, &witnessError{outcome: OutcomeConflict})
 			if size == old {
 				return nil, f.count(ws, werr(OutcomeBadResponse, "409 reports size %d, the size we sent", size))
 			}
+			f.count(ws, &witnessError{outcome: OutcomeConflict})
 			f.log.DebugContext(ctx, "witness at another size; resending", slog.String("witness", ws.w.Name),
 				slog.Int64("sent_old", old), slog.Int64("witness_size", size))
 			f.mu.Lock()

@@ -346,6 +346,19 @@ func TestMisbehavingWitnessesIgnored(t *testing.T) {
 		{"409 without size type", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "5", http.StatusConflict)
 		}, OutcomeBadResponse},
+		{"409 with the size we sent", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/x.tlog.size")
+			w.WriteHeader(http.StatusConflict)
+			io.WriteString(w, "0\n")
+		}, OutcomeBadResponse},
+		{"409 forever", func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			var old int
+			fmt.Sscanf(string(body), "old %d", &old)
+			w.Header().Set("Content-Type", "text/x.tlog.size")
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprintf(w, "%d\n", old+1)
+		}, OutcomeConflict},
 		{"409 ahead of the log", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/x.tlog.size")
 			w.WriteHeader(http.StatusConflict)
@@ -408,8 +421,9 @@ func mustCosigVKey(t *testing.T, name string, k ed25519.PrivateKey) string {
 }
 
 // A slow witness does not delay publication: the checkpoint is published
-// once two of three cosigned, and published again with the third
-// cosignature when the slow one answers. Run, Update and the wake-ups are
+// once two of three cosigned, newer heads are published while it hangs,
+// and its cosignature is added (new version of the same size) once it
+// answers. Run, Update and the wake-ups are
 // the real loop.
 func TestRunPublishesBeforeSlowWitness(t *testing.T) {
 	e := newEnv(t)
@@ -445,10 +459,20 @@ func TestRunPublishesBeforeSlowWitness(t *testing.T) {
 	if cp := f.Latest(); !slices.Equal(cp.Cosigners, []string{"W1", "W2"}) || held.Load() != 1 {
 		t.Fatalf("published %v while W3 held %d", cp.Cosigners, held.Load())
 	}
+	// Newer heads are published while W3 still hangs on size 50: a hung
+	// witness does not hold back the rounds.
+	f.Update(e.tree.grow(t, 60))
+	waitFor(t, "size 60 while W3 hangs", func() bool { return f.Latest().Size == 60 })
+	if held.Load() != 1 {
+		t.Fatalf("W3 was fed again while busy: %d requests", held.Load())
+	}
 	close(release)
-	waitFor(t, "W3's cosignature", func() bool { return len(f.Latest().Cosigners) == 3 })
+	waitFor(t, "W3's cosignature on 60", func() bool { return len(f.Latest().Cosigners) == 3 })
 	vs := e.store.all()
-	if len(vs) != 2 || vs[0].Size != 50 || vs[1].Size != 50 || sigLines(vs[0].Note) != 3 || sigLines(vs[1].Note) != 4 {
+	if len(vs) != 3 || vs[0].Size != 50 || vs[1].Size != 60 || vs[2].Size != 60 || sigLines(vs[1].Note) != 3 || sigLines(vs[2].Note) != 4 {
+		for _, v := range vs {
+			t.Logf("version size %d, %d signatures", v.Size, sigLines(v.Note))
+		}
 		t.Fatalf("stored versions: %d", len(vs))
 	}
 
@@ -631,3 +655,29 @@ func TestNewChecksPolicy(t *testing.T) {
 }
 
 func mustPriv(t *testing.T) ed25519.PrivateKey { _, k := mustKey(t); return k }
+
+// A witness behind what we remember (restored from a backup, or our memory
+// came from a 409 of another feeder's race) answers 409 with its real,
+// older size; the feeder resends with the proof from there.
+func TestWitnessBehindOurMemory(t *testing.T) {
+	e := newEnv(t)
+	w1 := startRealWitness(t, "w1.example", e.origin, e.signer.VerifierKey())
+	f := e.feeder(t, fmt.Sprintf("witness W1 %s %s\nquorum W1\n", w1.vkey, w1.url))
+	ctx := context.Background()
+	f.Update(e.tree.grow(t, 20))
+	f.step(ctx)
+	if w1.size(t, e.origin) != 20 {
+		t.Fatal("witness not at 20")
+	}
+	f.mu.Lock()
+	f.witnesses[0].size = 35 // what we wrongly believe
+	f.mu.Unlock()
+	f.Update(e.tree.grow(t, 40))
+	f.step(ctx)
+	if cp := f.Latest(); cp.Size != 40 || !cp.QuorumMet {
+		t.Fatalf("latest %+v", cp)
+	}
+	if requests(t, f, "W1", OutcomeConflict) != 1 || w1.size(t, e.origin) != 40 {
+		t.Fatalf("conflicts %v, witness size %d", requests(t, f, "W1", OutcomeConflict), w1.size(t, e.origin))
+	}
+}

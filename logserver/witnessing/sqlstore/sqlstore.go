@@ -1,6 +1,6 @@
 // Package sqlstore keeps the logserver's published C2SP checkpoints in
-// MySQL/MariaDB: it implements witnessing.Store on the table that Migration
-// creates.
+// MySQL/MariaDB: it implements witnessing.Store on log_c2sp_checkpoints
+// (sql/logserver/002_c2sp_checkpoints.sql).
 //
 // Contract: every SaveCheckpoint inserts one row, never updated or deleted,
 // so the table is the history of /checkpoint. One tree size may have several
@@ -19,28 +19,6 @@ import (
 
 	"github.com/stellaops/tlog/logserver/witnessing"
 )
-
-// Migration is the schema of the published C2SP checkpoints, to be added as
-// the next sql/logserver/NNN_c2sp_checkpoints.sql migration. It is
-// idempotent. log_checkpoints cannot hold these: its primary key (tree_id,
-// format, tree_size) keeps one note per size, while a size is republished
-// when more cosignatures arrive and every version is kept.
-const Migration = `-- Every C2SP checkpoint the log published at GET /checkpoint (package
--- logserver/witnessing): origin = the log's name, the log's Ed25519 note
--- signature and the witness cosignatures collected when it was published.
--- Append-only: a tree size appears again when the same checkpoint is
--- republished with more cosignatures; rows are never updated or deleted.
-CREATE TABLE IF NOT EXISTS log_c2sp_checkpoints (
-  id          BIGINT NOT NULL AUTO_INCREMENT,
-  tree_id     BIGINT NOT NULL,
-  tree_size   BIGINT NOT NULL,
-  root_hash   BINARY(32) NOT NULL,
-  note        TEXT NOT NULL,
-  created_at  TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-  PRIMARY KEY (id),
-  KEY log_c2sp_checkpoints_latest (tree_id, tree_size, id)
-);
-`
 
 // Store is the witnessing.Store of one tree.
 type Store struct {

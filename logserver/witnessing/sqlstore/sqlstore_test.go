@@ -1,4 +1,4 @@
-package sqlstore
+package sqlstore_test
 
 import (
 	"bytes"
@@ -10,7 +10,10 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 
+	"github.com/stellaops/tlog/internal/migrate"
 	"github.com/stellaops/tlog/logserver/witnessing"
+	"github.com/stellaops/tlog/logserver/witnessing/sqlstore"
+	sqlschema "github.com/stellaops/tlog/sql"
 	"github.com/stellaops/tlog/testing/stack"
 )
 
@@ -25,12 +28,12 @@ func TestStoreOnMariaDB(t *testing.T) {
 	}
 	defer db.Close()
 	ctx := context.Background()
-	for range 2 { // the migration is idempotent
-		if _, err := db.ExecContext(ctx, Migration); err != nil {
+	for range 2 { // the migrations are idempotent
+		if err := migrate.Apply(ctx, db, sqlschema.FS, "logserver", "logserver"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s, other := New(db, 7), New(db, 8)
+	s, other := sqlstore.New(db, 7), sqlstore.New(db, 8)
 	if _, err := s.LatestCheckpoint(ctx); !errors.Is(err, witnessing.ErrNoCheckpoint) {
 		t.Fatalf("empty: %v", err)
 	}
