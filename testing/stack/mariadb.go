@@ -61,13 +61,16 @@ func StartMariaDB(ctx context.Context, dir string, o MariaDBOptions) (*MariaDB, 
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return nil, err
+	tmp := filepath.Join(dir, "tmp") // private: servers of parallel tests share nothing
+	for _, d := range []string{data, tmp} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := os.Stat(filepath.Join(data, "mysql")); errors.Is(err, os.ErrNotExist) {
 		out, err := exec.CommandContext(ctx, "mariadb-install-db",
 			"--no-defaults", "--user="+currentUser(), "--datadir="+data,
-			"--auth-root-authentication-method=normal", "--skip-test-db").CombinedOutput()
+			"--auth-root-authentication-method=normal", "--skip-test-db", "--tmpdir="+tmp).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
 		}
@@ -89,6 +92,7 @@ func StartMariaDB(ctx context.Context, dir string, o MariaDBOptions) (*MariaDB, 
 	}
 	cnf := fmt.Sprintf(`[mariadbd]
 datadir=%s
+tmpdir=%s
 socket=%s
 pid-file=%s
 port=%d
@@ -102,7 +106,7 @@ log-error=%s
 skip-name-resolve
 skip-log-bin
 character-set-server=utf8mb4
-`, data, filepath.Join(dir, "mysqld.sock"), filepath.Join(dir, "mysqld.pid"), o.Port,
+`, data, tmp, filepath.Join(dir, "mysqld.sock"), filepath.Join(dir, "mysqld.pid"), o.Port,
 		currentUser(), o.BufferPoolMB, flush, o.ErrorLog)
 	cnfPath := filepath.Join(dir, "my.cnf")
 	if err := os.WriteFile(cnfPath, []byte(cnf), 0o600); err != nil {
