@@ -151,9 +151,9 @@ type Sequencer struct {
 	// In remote mode it is the tree-head poll period while writers wait.
 	// Default 50ms.
 	Interval time.Duration `yaml:"interval"`
-	// TileCache is how many 8 KiB Merkle tiles stay in memory for proofs.
-	// Default 4096 (32 MiB), enough for the top of a billion-entry tree and
-	// recent leaves.
+	// TileCache is how many full Merkle tiles stay in memory for proofs,
+	// each with its interior hashes (16 KiB). Default 4096 (64 MiB): the
+	// top of a billion-entry tree plus a million recent leaves.
 	TileCache int `yaml:"tile_cache"`
 }
 

@@ -70,12 +70,13 @@ type tileKey struct {
 }
 
 type cached struct {
-	key  tileKey
-	data []byte
+	key    tileKey
+	data   []byte
+	levels [][]Hash // levels[r][i]: root of the 2^r hashes from i<<r; levels[8] is the tile's root
 }
 
 // New returns an empty tree that reads full tiles from r and caches up to
-// cacheTiles of them (8 KiB each) in memory.
+// cacheTiles of them in memory (16 KiB each with their interior hashes).
 func New(r TileReader, cacheTiles int) *Tree {
 	if cacheTiles < 16 {
 		cacheTiles = 16
@@ -121,9 +122,9 @@ func (t *Tree) push(level int, h Hash, full []Tile) []Tile {
 	index := t.fullTiles(level)
 	tile := Tile{Level: level, Index: index, Data: data}
 	t.rows[level] = nil
-	t.put(tileKey{level, index}, data)
+	c := t.put(tileKey{level, index}, data)
 	full = append(full, tile)
-	return t.push(level+1, subtreeHash(row), full)
+	return t.push(level+1, c.levels[Height][0], full)
 }
 
 // fullTiles is the number of full tiles at level for the current size, not
@@ -168,11 +169,11 @@ func (t *Tree) Restore(ctx context.Context, size int64, leafHashes []Hash) error
 		first := below - n
 		row := make([]Hash, 0, n)
 		for i := first; i < below; i++ {
-			data, err := t.tile(ctx, level-1, i)
+			c, err := t.tile(ctx, level-1, i)
 			if err != nil {
 				return fmt.Errorf("tree: restore: %w", err)
 			}
-			row = append(row, subtreeHash(hashesOf(data)))
+			row = append(row, c.levels[Height][0])
 		}
 		t.rows = append(t.rows, row)
 	}
@@ -229,7 +230,11 @@ func (t *Tree) TileData(ctx context.Context, level int, index int64) ([]byte, er
 	}
 	t.mu.RUnlock()
 	if index < full {
-		return t.tile(ctx, level, index)
+		c, err := t.tile(ctx, level, index)
+		if err != nil {
+			return nil, err
+		}
+		return c.data, nil
 	}
 	if index == full && len(partial) > 0 {
 		return partial, nil
@@ -250,59 +255,56 @@ func (r hashReader) ReadHashes(indexes []int64) ([]Hash, error) {
 	out := make([]Hash, len(indexes))
 	for i, idx := range indexes {
 		level, n := tlog.SplitStoredHashIndex(idx)
-		row := level / Height
-		sub := level % Height
-		// The node covers row entries [n<<sub, (n+1)<<sub), all in one tile.
-		first := n << sub
-		count := int64(1) << sub
-		hs, err := r.t.rowHashes(r.ctx, row, first, count)
+		h, err := r.t.node(r.ctx, level/Height, level%Height, n<<(level%Height))
 		if err != nil {
 			return nil, err
 		}
-		out[i] = subtreeHash(hs)
+		out[i] = h
 	}
 	return out, nil
 }
 
-// rowHashes returns count hashes of tile level row starting at first; they
-// must lie in one tile.
-func (t *Tree) rowHashes(ctx context.Context, row int, first, count int64) ([]Hash, error) {
+// node returns the root of the complete subtree of 2^sub hashes of tile
+// level row starting at entry first (all within one tile): a lookup for a
+// full tile, whose interior hashes are cached with it, or a computation over
+// the in-memory partial tile.
+func (t *Tree) node(ctx context.Context, row, sub int, first int64) (Hash, error) {
 	tileIndex := first / Width
 	off := first % Width
+	count := int64(1) << sub
 	t.mu.RLock()
 	full := t.size >> (Height * (row + 1))
 	if tileIndex == full {
-		// The partial tile.
 		var hs []Hash
 		if row < len(t.rows) && off+count <= int64(len(t.rows[row])) {
 			hs = append(hs, t.rows[row][off:off+count]...)
 		}
 		t.mu.RUnlock()
 		if hs == nil {
-			return nil, fmt.Errorf("tree: hash row %d [%d,+%d) not available: %w", row, first, count, ErrSize)
+			return Hash{}, fmt.Errorf("tree: hash row %d [%d,+%d) not available: %w", row, first, count, ErrSize)
 		}
-		return hs, nil
+		return subtreeHash(hs), nil
 	}
 	t.mu.RUnlock()
 	if tileIndex > full {
-		return nil, fmt.Errorf("tree: tile %d/%d beyond size: %w", row, tileIndex, ErrSize)
+		return Hash{}, fmt.Errorf("tree: tile %d/%d beyond size: %w", row, tileIndex, ErrSize)
 	}
-	data, err := t.tile(ctx, row, tileIndex)
+	c, err := t.tile(ctx, row, tileIndex)
 	if err != nil {
-		return nil, err
+		return Hash{}, err
 	}
-	return hashesOf(data[off*tlog.HashSize : (off+count)*tlog.HashSize]), nil
+	return c.levels[sub][off>>sub], nil
 }
 
 // tile returns a full tile from the cache or the reader.
-func (t *Tree) tile(ctx context.Context, level int, index int64) ([]byte, error) {
+func (t *Tree) tile(ctx context.Context, level int, index int64) (*cached, error) {
 	k := tileKey{level, index}
 	t.cacheMu.Lock()
 	if e, ok := t.cache[k]; ok {
 		t.lru.MoveToFront(e)
-		d := e.Value.(*cached).data
+		c := e.Value.(*cached)
 		t.cacheMu.Unlock()
-		return d, nil
+		return c, nil
 	}
 	t.cacheMu.Unlock()
 	data, err := t.reader.ReadTile(ctx, level, index)
@@ -312,21 +314,31 @@ func (t *Tree) tile(ctx context.Context, level int, index int64) ([]byte, error)
 	if len(data) != Width*tlog.HashSize {
 		return nil, fmt.Errorf("tree: tile %d/%d has %d bytes", level, index, len(data))
 	}
-	t.put(k, data)
-	return data, nil
+	return t.put(k, data), nil
 }
 
-func (t *Tree) put(k tileKey, data []byte) {
+// put caches a full tile with its interior hashes and returns the entry.
+func (t *Tree) put(k tileKey, data []byte) *cached {
+	c := &cached{key: k, data: data, levels: [][]Hash{hashesOf(data)}}
+	for l := c.levels[0]; len(l) > 1; {
+		up := make([]Hash, len(l)/2)
+		for i := range up {
+			up[i] = tlog.NodeHash(l[2*i], l[2*i+1])
+		}
+		c.levels = append(c.levels, up)
+		l = up
+	}
 	t.cacheMu.Lock()
 	defer t.cacheMu.Unlock()
 	if e, ok := t.cache[k]; ok {
 		t.lru.MoveToFront(e)
-		return
+		return e.Value.(*cached)
 	}
-	t.cache[k] = t.lru.PushFront(&cached{k, data})
+	t.cache[k] = t.lru.PushFront(c)
 	for t.lru.Len() > t.cacheCap {
 		e := t.lru.Back()
 		t.lru.Remove(e)
 		delete(t.cache, e.Value.(*cached).key)
 	}
+	return c
 }
