@@ -12,56 +12,19 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/stellaops/tlog/testing/stack"
 )
 
-const rekorCLIVersion = "v1.5.4"
-
-var (
-	rekorCLIOnce sync.Once
-	rekorCLIPath string
-	rekorCLIErr  error
-)
-
-// rekorCLI returns the path of a rekor-cli v1.5.4 binary: the cached one
-// in <repo>/.cache/bin, installed there once per test process if missing.
+// rekorCLI returns the path of a rekor-cli v1.5.4 binary, installed into
+// <repo>/.cache/bin on first use.
 func rekorCLI(t *testing.T) string {
 	t.Helper()
-	rekorCLIOnce.Do(func() {
-		bin, err := filepath.Abs("../../.cache/bin")
-		if err != nil {
-			rekorCLIErr = err
-			return
-		}
-		p := filepath.Join(bin, "rekor-cli")
-		if out, err := exec.Command(p, "version").CombinedOutput(); err == nil && bytes.Contains(out, []byte(rekorCLIVersion)) {
-			rekorCLIPath = p
-			return
-		}
-		t.Logf("installing rekor-cli %s into %s (takes minutes the first time)", rekorCLIVersion, bin)
-		tmp, err := os.MkdirTemp("", "rekor-cli-install")
-		if err != nil {
-			rekorCLIErr = err
-			return
-		}
-		defer os.RemoveAll(tmp)
-		cmd := exec.Command("go", "install", "github.com/sigstore/rekor/cmd/rekor-cli@"+rekorCLIVersion)
-		cmd.Dir = tmp
-		cmd.Env = append(os.Environ(), "GOBIN="+bin, "GOTOOLCHAIN=local", "GOFLAGS=")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			rekorCLIErr = fmt.Errorf("go install rekor-cli@%s: %v\n%s", rekorCLIVersion, err, out)
-			return
-		}
-		rekorCLIPath = p
-	})
-	if rekorCLIErr != nil {
-		t.Fatal(rekorCLIErr)
-	}
-	return rekorCLIPath
+	return stack.RekorCLI.Install(t)
 }
 
 // cliRun is one rekor-cli invocation's outcome.

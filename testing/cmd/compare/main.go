@@ -146,7 +146,7 @@ func run(n int, conc, bin, cache string, interval time.Duration) error {
 	if err := applySchema(ctx, tdsn, schema); err != nil {
 		return err
 	}
-	ports := make([]int, 6)
+	ports := make([]int, 5)
 	for i := range ports {
 		if ports[i], err = stack.FreePort(); err != nil {
 			return err
@@ -189,8 +189,7 @@ func run(n int, conc, bin, cache string, interval time.Duration) error {
 		"--trillian_log_server.address=127.0.0.1", "--trillian_log_server.port="+strconv.Itoa(ports[0]),
 		"--trillian_log_server.tlog_id="+treeID, "--rekor_server.address=127.0.0.1", "--port="+strconv.Itoa(ports[4]),
 		"--rekor_server.hostname=rekor.local", "--rekor_server.signer=memory",
-		"--search_index.storage_provider=mysql", "--search_index.mysql.dsn="+idsn,
-		"--http-metrics-port="+strconv.Itoa(ports[5]))
+		"--search_index.storage_provider=mysql", "--search_index.mysql.dsn="+idsn)
 	if err != nil {
 		return err
 	}
