@@ -8,5 +8,5 @@ import "embed"
 
 // FS holds every component's migrations.
 //
-//go:embed logserver/*.sql
+//go:embed logserver/*.sql signer/*.sql
 var FS embed.FS

@@ -41,6 +41,10 @@ type Config struct {
 	// a session. Zero means 30 seconds. Context-taking methods use their
 	// context instead.
 	PoolWait time.Duration `yaml:"pool_wait"`
+	// ObservePoolWait, when set, is called with the time every signing
+	// call waited for a session (zero when one was free). For metrics; it
+	// must be cheap and safe for concurrent use.
+	ObservePoolWait func(time.Duration) `yaml:"-" json:"-"`
 }
 
 func (c Config) pin() (string, error) {
@@ -64,7 +68,9 @@ type Token struct {
 
 	pool chan *session // sessions not lent out
 	size int
-	done chan struct{} // closed by Close
+
+	observeWait func(time.Duration)
+	done        chan struct{} // closed by Close
 
 	mu     sync.Mutex // guards anchor, gen, owner, every session's h and stale, and recovery
 	anchor *session   // never lent; keeps the login alive
@@ -112,7 +118,8 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 	t := &Token{
 		mod: mod, label: cfg.TokenLabel, pin: pin, poolWait: wait,
 		pool: make(chan *session, n), size: n, done: make(chan struct{}),
-		anchor: &session{}, owner: map[pkcs11.SessionHandle]*session{},
+		observeWait: cfg.ObservePoolWait,
+		anchor:      &session{}, owner: map[pkcs11.SessionHandle]*session{},
 	}
 	if err := t.open(); err != nil {
 		t.closeSessions()
@@ -202,12 +209,41 @@ func (t *Token) login(h pkcs11.SessionHandle) error {
 // Label is the token's label.
 func (t *Token) Label() string { return t.label }
 
+// Sessions is the size of the session pool: the number of signatures the
+// token computes at once.
+func (t *Token) Sessions() int { return t.size }
+
+// Present checks, with C_GetTokenInfo, that the token is still in its slot,
+// initialised, and that its user PIN is not locked. It takes no session.
+func (t *Token) Present() error {
+	select {
+	case <-t.done:
+		return ErrClosed
+	default:
+	}
+	ti, err := t.mod.ctx.GetTokenInfo(t.slot)
+	if err != nil {
+		return wrap("C_GetTokenInfo", err)
+	}
+	switch {
+	case strings.TrimSpace(ti.Label) != t.label || ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0:
+		return fmt.Errorf("%w: %q is no longer in its slot", ErrTokenNotFound, t.label)
+	case ti.Flags&pkcs11.CKF_USER_PIN_LOCKED != 0:
+		return &Error{Op: "C_GetTokenInfo", Code: pkcs11.CKR_PIN_LOCKED}
+	}
+	return nil
+}
+
 // acquire lends a session to the caller until release.
 func (t *Token) acquire(ctx context.Context) (*session, error) {
 	select {
 	case <-t.done:
 		return nil, ErrClosed
 	default:
+	}
+	if t.observeWait != nil {
+		start := time.Now()
+		defer func() { t.observeWait(time.Since(start)) }()
 	}
 	select {
 	case s := <-t.pool:

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/stellaops/tlog/signer/pkcs11"
+	"github.com/stellaops/tlog/signer/policy"
+)
+
+// Sentinel errors of the API. Handlers return them (wrapped with detail);
+// [classify] alone turns them into an HTTP status and a stable error code.
+var (
+	ErrUnauthenticated  = errors.New("missing or unknown credentials")
+	ErrScope            = errors.New("the credential lacks the scope this endpoint needs")
+	ErrUnknownKey       = errors.New("unknown key")
+	ErrKeyNotAllowed    = errors.New("key not allowed for this tenant")
+	ErrKeyPurpose       = errors.New("key not configured for this kind of signature")
+	ErrBadRequest       = errors.New("malformed request")
+	ErrTooLarge         = errors.New("request body exceeds the tenant's payload limit")
+	ErrRateLimited      = errors.New("tenant request rate exceeded")
+	ErrTooManyInFlight  = errors.New("tenant concurrency limit reached")
+	ErrKeyUnavailable   = errors.New("key unavailable")
+	ErrNoActiveVersion  = errors.New("no active key version")
+	ErrAuditUnavailable = errors.New("audit trail unavailable; nothing was returned")
+	ErrSigning          = errors.New("signing failed")
+)
+
+// retryError carries the Retry-After of a 429.
+type retryError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// classify maps an error to its HTTP status and error code. It is the one
+// place where errors become statuses.
+func classify(err error) (status int, code string) {
+	switch {
+	case err == nil:
+		return http.StatusOK, ""
+	case errors.Is(err, ErrUnauthenticated):
+		return http.StatusUnauthorized, "unauthenticated"
+	case errors.Is(err, ErrScope):
+		return http.StatusForbidden, "scope_missing"
+	case errors.Is(err, ErrKeyNotAllowed):
+		return http.StatusForbidden, "key_not_allowed"
+	case errors.Is(err, ErrUnknownKey):
+		return http.StatusNotFound, "unknown_key"
+	case errors.Is(err, ErrKeyPurpose):
+		return http.StatusBadRequest, "wrong_key_purpose"
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest, "bad_request"
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "payload_too_large"
+	case errors.Is(err, ErrRateLimited):
+		return http.StatusTooManyRequests, "rate_limited"
+	case errors.Is(err, ErrTooManyInFlight):
+		return http.StatusTooManyRequests, "concurrency_limited"
+	case errors.Is(err, policy.ErrInvalidStatement):
+		return http.StatusBadRequest, "invalid_statement"
+	case errors.Is(err, policy.ErrPayloadType):
+		return http.StatusForbidden, "payload_type_not_allowed"
+	case errors.Is(err, policy.ErrPredicateNotAllowed):
+		return http.StatusForbidden, "predicate_type_not_allowed"
+	case errors.Is(err, policy.ErrRedactionRequired):
+		return http.StatusForbidden, "redaction_required"
+	case errors.Is(err, ErrKeyUnavailable):
+		return http.StatusServiceUnavailable, "key_unavailable"
+	case errors.Is(err, ErrNoActiveVersion):
+		return http.StatusServiceUnavailable, "no_active_key_version"
+	case errors.Is(err, ErrAuditUnavailable):
+		return http.StatusServiceUnavailable, "audit_unavailable"
+	case errors.Is(err, pkcs11.ErrClosed):
+		return http.StatusServiceUnavailable, "shutting_down"
+	}
+	return http.StatusInternalServerError, "signing_failed"
+}
+
+// retryAfter returns the Retry-After header value for err, if any.
+func retryAfter(err error) string {
+	var re *retryError
+	if !errors.As(err, &re) {
+		return ""
+	}
+	s := int64((re.after + time.Second - 1) / time.Second)
+	return strconv.FormatInt(max(s, 1), 10)
+}
+
+// pkcs11Code is the CKR_* name of a token failure inside err, or "".
+func pkcs11Code(err error) string {
+	var pe *pkcs11.Error
+	if errors.As(err, &pe) {
+		return pe.Name()
+	}
+	return ""
+}
