@@ -5,6 +5,7 @@
 //
 //	LOG_URL         base URL of the Rekor API
 //	LOG_PUBLIC_KEY  path of the log's PEM public key
+//	SIGNER_URL      base URL of the signer (keys in a SoftHSM2 token)
 //	LOG_NOTE_VKEY   the C2SP checkpoint's verifier key (GET $LOG_URL/checkpoint)
 //	WITNESS_URL     base URL of the witness (POST /add-checkpoint)
 //	WITNESS_VKEY    the witness's cosignature/v1 verifier key
@@ -18,6 +19,8 @@ package localrun
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +53,7 @@ type ports struct {
 	Logserver int `json:"logserver"`
 	Debug     int `json:"debug"` // logserver pprof
 	Witness   int `json:"witness"`
+	Signer    int `json:"signer"`
 }
 
 // Run starts everything and blocks until ctx ends or a service dies.
@@ -85,6 +89,13 @@ func Run(ctx context.Context, o Options) error {
 
 	keys := filepath.Join(dir, "keys")
 	trust := filepath.Join(dir, "trust")
+
+	// The signer holds the log key in a SoftHSM2 token under dir/softhsm.
+	signerURL, lsToken, sg, err := startSigner(ctx, dir, o.BinDir, db, p.Signer)
+	if err != nil {
+		return err
+	}
+	defer sg.stop()
 	lsAddr := "127.0.0.1:" + strconv.Itoa(p.Logserver)
 
 	// Witnessing: the log's note key and the witness key are made once; the
@@ -138,7 +149,7 @@ logs:
 	if err := os.MkdirAll(filepath.Join(dir, "witness"), 0o700); err != nil {
 		return err
 	}
-	wit, err := startChild(filepath.Join(o.BinDir, "witness"), filepath.Join(dir, "witness.log"), "serve", "-c", filepath.Join(dir, "witness.yaml"))
+	wit, err := startChild(filepath.Join(o.BinDir, "witness"), filepath.Join(dir, "witness.log"), nil, "serve", "-c", filepath.Join(dir, "witness.yaml"))
 	if err != nil {
 		return err
 	}
@@ -153,8 +164,10 @@ hostname: "stella.local"
 database:
   dsn_file: %q
 key:
-  file: %q
-  create: true
+  signer:
+    url: %q
+    token_file: %q
+    key: log-rekor
   public_key_file: %q
 sequencer:
   interval: 20ms
@@ -164,7 +177,7 @@ witnessing:
   policy_file: %q
   retry_min: 1s
   retry_max: 30s
-`, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), filepath.Join(keys, "log-key.pem"), filepath.Join(keys, "log-key.pub.pem"),
+`, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), signerURL, lsToken, filepath.Join(keys, "log-key.pub.pem"),
 		origin, filepath.Join(keys, "log-note.pem"), filepath.Join(trust, "witness-policy"))
 	cfgPath := filepath.Join(dir, "logserver.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
@@ -174,7 +187,7 @@ witnessing:
 		return err
 	}
 
-	ls, err := startChild(filepath.Join(o.BinDir, "logserver"), filepath.Join(dir, "logserver.log"), "-config", cfgPath)
+	ls, err := startChild(filepath.Join(o.BinDir, "logserver"), filepath.Join(dir, "logserver.log"), nil, "-config", cfgPath)
 	if err != nil {
 		return err
 	}
@@ -189,6 +202,7 @@ witnessing:
 		return err
 	}
 	env := exportLine("LOG_URL", logURL) + exportLine("LOG_PUBLIC_KEY", pubKey) +
+		exportLine("SIGNER_URL", signerURL) +
 		exportLine("LOG_NOTE_VKEY", noteSigner.VerifierKey()) +
 		exportLine("WITNESS_URL", witnessURL) + exportLine("WITNESS_VKEY", wsigner.VerifierKey()) +
 		exportLine("TRUST_DIR", trust)
@@ -204,12 +218,13 @@ Stella appliance is up.
   pprof:                        http://127.0.0.1:%d/debug/pprof/
   C2SP checkpoint (witnessed):  %s/checkpoint
   witness (WITNESS_URL):        %s
+  signer (SIGNER_URL):          %s
   trust files (TRUST_DIR):      %s
   MariaDB:                      127.0.0.1:%d (data in %s)
   logs:                         %s
 Load the variables with:  . %s
 Press Ctrl-C to stop.
-`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, logURL, witnessURL, trust, db.Port, filepath.Join(dir, "mariadb"),
+`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, logURL, witnessURL, signerURL, trust, db.Port, filepath.Join(dir, "mariadb"),
 		filepath.Join(dir, "*.log"), envFile)
 
 	select {
@@ -220,7 +235,94 @@ Press Ctrl-C to stop.
 		return fmt.Errorf("logserver exited: %v (see %s)", err, filepath.Join(dir, "logserver.log"))
 	case err := <-wit.exited:
 		return fmt.Errorf("witness exited: %v (see %s)", err, filepath.Join(dir, "witness.log"))
+	case err := <-sg.exited:
+		return fmt.Errorf("signer exited: %v (see %s)", err, filepath.Join(dir, "signer.log"))
 	}
+}
+
+// startSigner initialises the SoftHSM2 token and the log key on first run,
+// writes the signer's configuration (the logserver as a tenant with a
+// generated bearer token) and starts it. It returns the signer's URL and the
+// file holding the logserver's token.
+func startSigner(ctx context.Context, dir, binDir string, db *stack.MariaDB, port int) (string, string, *child, error) {
+	hsm := filepath.Join(dir, "softhsm")
+	secrets := filepath.Join(dir, "secrets")
+	conf := filepath.Join(hsm, "softhsm2.conf")
+	pinFile, soPinFile := filepath.Join(secrets, "hsm-pin"), filepath.Join(secrets, "hsm-so-pin")
+	secret(pinFile)
+	secret(soPinFile)
+	signer := filepath.Join(binDir, "signer")
+	if err := stack.EnsurePackages(ctx, map[string]string{"softhsm2-util": "softhsm2"}); err != nil {
+		return "", "", nil, err
+	}
+	tool := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, signer, args...)
+		cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("signer %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out), nil
+	}
+	if _, err := os.Stat(filepath.Join(hsm, "tokens")); errors.Is(err, os.ErrNotExist) {
+		if _, err := tool("keys", "init-token", "-softhsm-conf", conf, "-token-dir", filepath.Join(hsm, "tokens"),
+			"-label", "stella", "-so-pin-file", soPinFile, "-pin-file", pinFile); err != nil {
+			return "", "", nil, err
+		}
+	}
+	list, err := tool("keys", "list", "-token", "stella", "-pin-file", pinFile)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if !strings.Contains(list, "log-rekor") {
+		// Generated inside the token, non-extractable, once: the log's
+		// public key never changes across runs.
+		if _, err := tool("keys", "generate", "-token", "stella", "-pin-file", pinFile, "-label", "log-rekor", "-type", "ecdsa-p256"); err != nil {
+			return "", "", nil, err
+		}
+	}
+	token := secret(filepath.Join(secrets, "logserver-signer-token"))
+	sum := sha256.Sum256([]byte(token))
+	auditDSN, err := db.CreateDatabase(ctx, "signer", secret(filepath.Join(secrets, "signer-db-password")))
+	if err != nil {
+		return "", "", nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cfg := fmt.Sprintf(`# Written by make run; see signer/server/config.go for every field.
+listen: %q
+token:
+  token_label: stella
+  pin_file: %q
+  sessions: 2
+audit:
+  dsn: %q
+  migrate_dsn: %q
+keys:
+  - name: log-rekor
+    purposes: [digests]
+    versions:
+      - {version: 1, label: log-rekor}
+tenants:
+  - name: logserver
+    tokens:
+      - {id: logserver, sha256: %s, scopes: [sign:digests]}
+    keys: [log-rekor]
+    quota: {rps: 2000, burst: 4000, concurrency: 16, max_payload_bytes: 8388608}
+`, addr, pinFile, auditDSN, auditDSN, hex.EncodeToString(sum[:]))
+	cfgPath := filepath.Join(dir, "signer.yaml")
+	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return "", "", nil, err
+	}
+	c, err := startChild(signer, filepath.Join(dir, "signer.log"), []string{"SOFTHSM2_CONF=" + conf}, "serve", "-config", cfgPath)
+	if err != nil {
+		return "", "", nil, err
+	}
+	url := "http://" + addr
+	if err := waitReady(ctx, url+"/readyz", c); err != nil {
+		c.stop()
+		return "", "", nil, fmt.Errorf("signer: %w (see %s)", err, filepath.Join(dir, "signer.log"))
+	}
+	return url, filepath.Join(secrets, "logserver-signer-token"), c, nil
 }
 
 func copyFile(from, to string) error {
@@ -236,12 +338,13 @@ type child struct {
 	exited chan error
 }
 
-func startChild(bin, logPath string, args ...string) (*child, error) {
+func startChild(bin, logPath string, env []string, args ...string) (*child, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -317,7 +420,10 @@ func loadPorts(path string) (ports, error) {
 	if p.Debug, err = pick(p.Debug); err != nil {
 		return p, err
 	}
-	p.Witness, err = pick(p.Witness)
+	if p.Witness, err = pick(p.Witness); err != nil {
+		return p, err
+	}
+	p.Signer, err = pick(p.Signer)
 	return p, err
 }
 

@@ -3,6 +3,7 @@ package localrun
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"github.com/sigstore/rekor/pkg/generated/models"
+	"github.com/sigstore/rekor/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -27,7 +31,8 @@ import (
 func TestRunContract(t *testing.T) {
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-tags", "batched_queue", "-o", bin,
-		"github.com/stellaops/tlog/logserver/cmd/logserver", "github.com/stellaops/tlog/witness/cmd/witness")
+		"github.com/stellaops/tlog/logserver/cmd/logserver", "github.com/stellaops/tlog/witness/cmd/witness",
+		"github.com/stellaops/tlog/signer/cmd/signer")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build logserver: %v\n%s", err, out)
 	}
@@ -70,7 +75,7 @@ func TestRunContract(t *testing.T) {
 	}
 
 	r1 := start()
-	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY", "LOG_NOTE_VKEY", "WITNESS_URL", "WITNESS_VKEY", "TRUST_DIR"} {
+	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY", "LOG_NOTE_VKEY", "WITNESS_URL", "WITNESS_VKEY", "SIGNER_URL", "TRUST_DIR"} {
 		if r1.env[k] == "" {
 			t.Fatalf("env lacks %s: %v", k, r1.env)
 		}
@@ -78,6 +83,16 @@ func TestRunContract(t *testing.T) {
 	key1, err := os.ReadFile(r1.env["LOG_PUBLIC_KEY"])
 	if err != nil || !strings.Contains(string(key1), "PUBLIC KEY") {
 		t.Fatalf("public key file: %v", err)
+	}
+	// The log key is the signer's (in the SoftHSM2 token), not a file.
+	resp, err := http.Get(r1.env["SIGNER_URL"] + "/api/v1/signer/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(keysBody, []byte(`"publicKeyPem":`+strconvQuote(string(key1)))) {
+		t.Fatalf("the signer does not publish the log key %s:\n%s", key1, keysBody)
 	}
 	s, err := entries.NewSigner()
 	if err != nil {
@@ -88,13 +103,33 @@ func TestRunContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(pe)
-	resp, err := http.Post(r1.env["LOG_URL"]+"/api/v1/log/entries", "application/json", bytes.NewReader(body))
+	resp, err = http.Post(r1.env["LOG_URL"]+"/api/v1/log/entries", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	created, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create entry: %s", resp.Status)
+	}
+	// Its SET and checkpoint, signed in the HSM through the signer, verify
+	// with Rekor's code against LOG_PUBLIC_KEY.
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(key1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := signature.LoadVerifier(pub, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var le models.LogEntry
+	if err := json.Unmarshal(created, &le); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range le {
+		if err := verify.VerifyLogEntry(context.Background(), &a, v); err != nil {
+			t.Fatalf("entry does not verify: %v", err)
+		}
 	}
 	info1 := logInfo(t, r1.env["LOG_URL"])
 	checkWitnessed(t, r1.env, *info1.TreeSize)
@@ -179,4 +214,10 @@ func checkWitnessed(t *testing.T, env map[string]string, size int64) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// strconvQuote is s as encoding/json writes it.
+func strconvQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

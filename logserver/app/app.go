@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/stellaops/tlog/logserver/store"
 	"github.com/stellaops/tlog/logserver/witnessing"
 	"github.com/stellaops/tlog/logserver/witnessing/sqlstore"
+	signerclient "github.com/stellaops/tlog/signer/client"
 	sqlschema "github.com/stellaops/tlog/sql"
 )
 
@@ -88,7 +91,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		return nil, err
 	}
 
-	key, err := logkey.OpenFile(cfg.Key.File, cfg.Key.Create)
+	key, err := openKey(ctx, cfg.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +214,38 @@ func (a *App) startWitnessing(ctx context.Context, cfg *config.Config, reg prome
 	mux.Handle("GET /checkpoint", f.Handler())
 	a.log.Info("witnessing", "origin", w.Origin, "vkey", signer.VerifierKey(), "policy", w.PolicyFile)
 	return nil
+}
+
+// openKey opens the log key: in the signer service, or a PEM file.
+func openKey(ctx context.Context, k config.Key) (logkey.Signer, error) {
+	if k.Signer == nil {
+		return logkey.OpenFile(k.File, k.Create)
+	}
+	tok, err := os.ReadFile(k.Signer.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("key.signer.token_file: %w", err)
+	}
+	c := signerclient.New(k.Signer.URL, strings.TrimSpace(string(tok)), &http.Client{Timeout: k.Signer.Timeout})
+	var ds *signerclient.DigestSigner
+	// The signer may still be starting (make run, compose): wait for it.
+	for {
+		if ds, err = c.NewDigestSigner(ctx, k.Signer.Key); err == nil {
+			break
+		}
+		var ce *signerclient.Error
+		if errors.As(err, &ce) && ce.Status < 500 {
+			return nil, fmt.Errorf("key %q from signer %s: %w", k.Signer.Key, k.Signer.URL, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("key %q from signer %s: %w", k.Signer.Key, k.Signer.URL, err)
+		case <-time.After(time.Second):
+		}
+	}
+	if _, ok := ds.Public().(*ecdsa.PublicKey); !ok {
+		return nil, fmt.Errorf("signer key %q is %T, the log key must be ECDSA P-256", k.Signer.Key, ds.Public())
+	}
+	return ds, nil
 }
 
 // openTree opens the recorded tree, or creates and records one on first

@@ -126,15 +126,33 @@ type Trillian struct {
 	SchemaFile string `yaml:"schema_file"`
 }
 
-// Key is the log's ECDSA P-256 signing key.
+// Key is the log's ECDSA P-256 signing key: either in the signer service
+// (an HSM; production) or in a PEM file (development). Exactly one.
 type Key struct {
-	// File is a PEM private key (PKCS#8 or SEC 1). Required.
+	// Signer names the key in the signer service, which signs every SET and
+	// checkpoint of a sequencing pass in one batched call.
+	Signer *SignerKey `yaml:"signer"`
+	// File is a PEM private key (PKCS#8 or SEC 1).
 	File string `yaml:"file"`
 	// Create generates the key into File on first start if it is missing.
 	Create bool `yaml:"create"`
 	// PublicKeyFile, if set, receives the PEM public key at every start
 	// (what clients pin: rekor-cli, cosign's SIGSTORE_REKOR_PUBLIC_KEY).
 	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// SignerKey is a key held by the signer service.
+type SignerKey struct {
+	// URL is the signer's base URL, e.g. https://signer:8090.
+	URL string `yaml:"url"`
+	// TokenFile holds the logserver's bearer token (scope sign:digests).
+	TokenFile string `yaml:"token_file"`
+	// Key is the key's name in the signer's configuration (purpose
+	// digests, ECDSA P-256). Its newest active version is used; the public
+	// key is read from the signer at start-up.
+	Key string `yaml:"key"`
+	// Timeout bounds one signing call. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Sequencer tunes batching and latency of writes.
@@ -257,8 +275,22 @@ func (c *Config) Validate() error {
 	if c.Trillian.TreeID < 0 {
 		bad("trillian.tree_id %d: must be positive", c.Trillian.TreeID)
 	}
-	if c.Key.File == "" {
-		bad("key.file is required")
+	switch {
+	case c.Key.File == "" && c.Key.Signer == nil:
+		bad("key.file or key.signer is required")
+	case c.Key.File != "" && c.Key.Signer != nil:
+		bad("key.file and key.signer are exclusive")
+	case c.Key.Signer != nil:
+		k := c.Key.Signer
+		if k.URL == "" || k.TokenFile == "" || k.Key == "" {
+			bad("key.signer needs url, token_file and key")
+		}
+		if k.Timeout == 0 {
+			k.Timeout = 10 * time.Second
+		}
+		if c.Key.Create {
+			bad("key.create applies to key.file only (the signer's keys are made with `signer keys generate`)")
+		}
 	}
 	if c.Sequencer.BatchSize == 0 {
 		c.Sequencer.BatchSize = 1000

@@ -46,6 +46,8 @@ func TestRejects(t *testing.T) {
 		"unknown field":   {"hostname: h\nbogus: 1\n", "bogus"},
 		"no dsn":          {"hostname: h\nkey:\n  file: k\n", "database.dsn"},
 		"no key":          {"hostname: h\ndatabase:\n  dsn: x\n", "key.file"},
+		"two keys":        {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\n  signer: {url: u, token_file: t, key: k}\n", "exclusive"},
+		"signer no token": {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  signer: {url: u, key: k}\n", "token_file"},
 		"bad mode":        {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\ntrillian:\n  mode: cloud\n", "trillian.mode"},
 		"remote no addr":  {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\ntrillian:\n  mode: remote\n", "trillian.address"},
 		"hostname spaces": {"hostname: a b\ndatabase:\n  dsn: x\nkey:\n  file: k\n", "hostname"},
