@@ -1,19 +1,21 @@
 // Package sequence is the log's write path and its view of the tree head.
 //
 // Add admits concurrent submissions in batches (one Trillian queue
-// transaction per batch, not per leaf), drives the embedded sequencer as soon
-// as leaves are queued, and publishes every integrated batch once: it reads
-// the new leaves, extends the Merkle tiles, checks the root against
-// Trillian's, signs the SETs and the checkpoint in one signer call, stores
-// them in one transaction, then swaps the head and wakes every writer whose
-// entry the new head covers. There is no per-request polling: one
-// process-wide loop watches the tree.
+// transaction per batch, not per leaf) and wakes the embedded sequencer as
+// soon as leaves are queued. Every integrated batch then goes through a
+// two-stage publish pipeline: prepare reads the new leaves and Trillian's
+// head in one snapshot, extends the Merkle tiles, checks the root against
+// Trillian's and signs the SETs and the checkpoint in one signer call;
+// commit stores entries, SETs, tiles, search keys and the checkpoint in one
+// transaction, then swaps the head and wakes every writer whose entry the
+// new head covers. Sequencing, preparing and committing overlap. There is no
+// per-request polling: one process-wide loop watches the tree.
 //
 // Contract: Add returns an entry only once it is integrated, its SET and the
 // checkpoint covering it are stored durably, and the head readers see
 // includes it. A duplicate gets ErrDuplicate. Nothing Add acknowledged is
-// lost across restarts: the publish step resumes from the store's last
-// entry up to Trillian's tree size.
+// lost across restarts: publishing resumes from the store's last entry up to
+// Trillian's tree size.
 package sequence
 
 import (
@@ -71,7 +73,7 @@ type Options struct {
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	// OnHead, if set, is called with every newly published head, from the
-	// publish loop; it must not block.
+	// commit loop; it must not block.
 	OnHead func(*Head)
 }
 
@@ -91,12 +93,14 @@ type Log struct {
 
 	admit chan *pending
 	kick  chan struct{}
-	grew  chan struct{} // sequence loop -> publish loop: the tree grew
+	grew  chan struct{} // sequence loop -> prepare loop: the tree grew
 
 	mu      sync.Mutex
 	waiters map[tree.Hash][]*pending
 
-	unstored *pass                 // computed pass whose store write failed; publish loop only
+	prepared chan *pass            // prepare loop -> commit loop, in order
+	unsigned *pass                 // computed pass whose signing failed; prepare loop only
+	broken   atomic.Pointer[error] // integrity failure: nothing more is published
 	failed   atomic.Pointer[error] // last publish failure, nil when healthy
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -154,11 +158,12 @@ func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, 
 	l := &Log{
 		backend: b, store: s, signer: signer, opts: o, logID: logID, hint: hint,
 		log: o.Logger.With("tree_id", b.TreeID()), m: o.Metrics,
-		tree:    tree.New(s.Tiles(b.TreeID()), o.TileCache),
-		admit:   make(chan *pending, 4*o.BatchSize),
-		kick:    make(chan struct{}, 1),
-		grew:    make(chan struct{}, 1),
-		waiters: map[tree.Hash][]*pending{},
+		tree:     tree.New(s.Tiles(b.TreeID()), o.TileCache),
+		admit:    make(chan *pending, 4*o.BatchSize),
+		kick:     make(chan struct{}, 1),
+		grew:     make(chan struct{}, 1),
+		prepared: make(chan *pass, 1),
+		waiters:  map[tree.Hash][]*pending{},
 	}
 	if err := l.restore(ctx); err != nil {
 		return nil, err
@@ -174,9 +179,10 @@ func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, 
 		l.wg.Add(1)
 		go l.admitLoop(runCtx)
 	}
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go l.sequenceLoop(runCtx)
-	go l.publishLoop(runCtx)
+	go l.prepareLoop(runCtx)
+	go l.commitLoop(runCtx)
 	return l, nil
 }
 
@@ -402,7 +408,7 @@ func (l *Log) waiting() bool {
 }
 
 // sequenceLoop integrates (embedded) or watches (remote) the tree and wakes
-// the publish loop when it grew, so the next sequencing pass runs while the
+// the prepare loop when it grew, so the next sequencing pass runs while the
 // previous batch is being signed and stored.
 func (l *Log) sequenceLoop(ctx context.Context) {
 	defer l.wg.Done()
@@ -474,10 +480,12 @@ func (l *Log) step(ctx context.Context) (grew, full bool, err error) {
 	return int64(root.TreeSize) > l.Head().Size, false, nil
 }
 
-// publishLoop publishes whatever the tree grew by, each time it is woken.
-func (l *Log) publishLoop(ctx context.Context) {
+// prepareLoop turns tree growth into signed passes, each time it is woken,
+// and hands them to the commit loop in order: the next pass is read and
+// signed while the previous one is being stored.
+func (l *Log) prepareLoop(ctx context.Context) {
 	defer l.wg.Done()
-	backoff := l.opts.Interval
+	defer close(l.prepared)
 	for {
 		select {
 		case <-ctx.Done():
@@ -485,23 +493,56 @@ func (l *Log) publishLoop(ctx context.Context) {
 		case <-l.grew:
 		}
 		for {
-			err := l.catchUp(ctx)
-			if err == nil {
-				backoff = l.opts.Interval
-				l.failed.Store(nil)
+			p, err := l.prepare(ctx)
+			if err != nil {
+				if !l.retry(ctx, err) {
+					return
+				}
+				continue
+			}
+			if p == nil {
 				break
 			}
-			if ctx.Err() != nil {
-				return
-			}
-			l.fail(err)
 			select {
+			case l.prepared <- p:
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			if !p.more {
+				break
+			}
 		}
+	}
+}
+
+// commitLoop stores prepared passes in order and publishes their heads.
+func (l *Log) commitLoop(ctx context.Context) {
+	defer l.wg.Done()
+	for p := range l.prepared {
+		for {
+			err := l.commit(ctx, p)
+			if err == nil {
+				break
+			}
+			if !l.retry(ctx, err) {
+				return
+			}
+		}
+	}
+}
+
+// retry records a failure and waits before the caller tries again; it
+// returns false once the log is shutting down.
+func (l *Log) retry(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	l.fail(err)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(l.opts.Interval):
+		return true
 	}
 }
 
@@ -519,54 +560,61 @@ func (l *Log) sync(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if !full {
-			return l.catchUp(ctx)
+		if full {
+			continue
+		}
+		for {
+			p, err := l.prepare(ctx)
+			if err != nil || p == nil {
+				return err
+			}
+			if err := l.commit(ctx, p); err != nil {
+				return err
+			}
+			if !p.more {
+				return nil
+			}
 		}
 	}
 }
 
-// pass is one publish step computed in memory and not yet stored.
+// pass is one publish step: leaves read from Trillian and appended to the
+// tiles, then signed, then stored.
 type pass struct {
 	entries []store.Entry
 	tiles   []tree.Tile
 	cp      store.Checkpoint
 	head    *Head // set once signed
 	more    bool  // Trillian's tree was larger than this pass
-}
-
-// catchUp publishes passes until the head reaches Trillian's tree size.
-func (l *Log) catchUp(ctx context.Context) error {
-	for {
-		more, err := l.publish(ctx)
-		if err != nil || !more {
-			return err
-		}
-	}
+	start   time.Time
 }
 
 // maxPass caps the leaves of one publish pass (memory), e.g. when catching
 // up after downtime.
 func (l *Log) maxPass() int64 { return max(int64(4*l.opts.BatchSize), 10000) }
 
-// publish makes the next leaves between the head and Trillian's tree
-// visible, and says whether more remain. A pass whose signing or store write
-// failed is kept and retried before any new work, so the in-memory tiles
-// never run ahead of what is stored for long.
-func (l *Log) publish(ctx context.Context) (more bool, err error) {
-	start := time.Now()
-	if l.unstored == nil {
+// prepare computes and signs the next pass, or returns nil when the tiles
+// have caught up with Trillian. A pass whose signing failed is kept and
+// signed again on the next call, before any new leaves are read.
+func (l *Log) prepare(ctx context.Context) (*pass, error) {
+	if l.unsigned == nil {
 		p, err := l.compute(ctx)
 		if err != nil || p == nil {
-			return false, err
+			return nil, err
 		}
-		l.unstored = p
+		l.unsigned = p
 	}
-	p := l.unstored
-	if p.cp.Note == nil {
-		if err := l.sign(ctx, p); err != nil {
-			return true, err
-		}
+	p := l.unsigned
+	if err := l.sign(ctx, p); err != nil {
+		return nil, err
 	}
+	l.unsigned = nil
+	return p, nil
+}
+
+// commit stores a signed pass, then publishes its head and answers the
+// writers it covers. Passes must be committed in the order prepared.
+func (l *Log) commit(ctx context.Context, p *pass) error {
 	var keys []store.IndexKey
 	l.mu.Lock()
 	for _, e := range p.entries {
@@ -578,15 +626,15 @@ func (l *Log) publish(ctx context.Context) (more bool, err error) {
 	}
 	l.mu.Unlock()
 	if err := l.store.Publish(ctx, p.head.TreeID, p.entries, p.tiles, keys, p.cp); err != nil {
-		return true, fmt.Errorf("store pass up to %d: %w", p.head.Size, err)
+		return fmt.Errorf("store pass up to %d: %w", p.head.Size, err)
 	}
-	l.unstored = nil
 	l.head.Store(p.head)
+	l.failed.Store(nil)
 	if l.opts.OnHead != nil {
 		l.opts.OnHead(p.head)
 	}
 	l.m.treeSize.Set(float64(p.head.Size))
-	l.m.publishLatency.Observe(time.Since(start).Seconds())
+	l.m.publishLatency.Observe(time.Since(p.start).Seconds())
 	l.m.integrated.Add(float64(len(p.entries)))
 
 	l.mu.Lock()
@@ -602,28 +650,29 @@ func (l *Log) publish(ctx context.Context) (more bool, err error) {
 		delete(l.waiters, e.LeafHash)
 	}
 	l.mu.Unlock()
-	return p.more, nil
+	return nil
 }
 
 // compute reads Trillian's head and the leaves after ours in one snapshot,
 // extends the tiles and checks the root against Trillian's. It returns nil
 // when there is nothing new.
 func (l *Log) compute(ctx context.Context) (*pass, error) {
-	h := l.Head()
-	if l.tree.Size() != h.Size {
-		return nil, fmt.Errorf("tiles at size %d but head at %d after an integrity failure; restart the logserver", l.tree.Size(), h.Size)
+	if err := l.broken.Load(); err != nil {
+		return nil, *err
 	}
-	root, leaves, err := l.backend.Since(ctx, h.Size, l.maxPass())
+	start := time.Now()
+	from := l.tree.Size() // passes prepared but not yet committed are in the tiles
+	root, leaves, err := l.backend.Since(ctx, from, l.maxPass())
 	if err != nil {
-		return nil, fmt.Errorf("read leaves from %d: %w", h.Size, err)
+		return nil, fmt.Errorf("read leaves from %d: %w", from, err)
 	}
-	if int64(root.TreeSize) <= h.Size || len(leaves) == 0 {
+	if int64(root.TreeSize) <= from || len(leaves) == 0 {
 		return nil, nil
 	}
 	treeID := l.backend.TreeID()
 	entries := make([]store.Entry, 0, len(leaves))
 	for i, lf := range leaves {
-		next := h.Size + int64(i)
+		next := from + int64(i)
 		if lf.LeafIndex != next {
 			return nil, fmt.Errorf("read leaves: got index %d, want %d", lf.LeafIndex, next)
 		}
@@ -634,7 +683,7 @@ func (l *Log) compute(ctx context.Context) (*pass, error) {
 		}
 		entries = append(entries, e)
 	}
-	size := h.Size + int64(len(entries))
+	size := from + int64(len(entries))
 	hashes := make([]tree.Hash, len(entries))
 	for i := range entries {
 		hashes[i] = entries[i].LeafHash
@@ -647,9 +696,12 @@ func (l *Log) compute(ctx context.Context) (*pass, error) {
 	// The tiles must give Trillian's root. A pass cut short by maxPass ends
 	// below Trillian's size, where only the last pass's root is checked.
 	if size == int64(root.TreeSize) && !bytes.Equal(ours[:], root.RootHash) {
-		// The tiles and Trillian disagree: never publish a head we cannot prove.
+		// The tiles and Trillian disagree: never publish a head we cannot
+		// prove. The tiles are now ahead of anything publishable: stop.
 		l.m.errors.WithLabelValues("integrity").Inc()
-		return nil, fmt.Errorf("INTEGRITY: computed root %x at size %d differs from Trillian's %x", ours[:], size, root.RootHash)
+		err := fmt.Errorf("INTEGRITY: computed root %x at size %d differs from Trillian's %x; publishing stopped, restart the logserver", ours[:], size, root.RootHash)
+		l.broken.Store(&err)
+		return nil, err
 	}
 
 	return &pass{
@@ -657,6 +709,7 @@ func (l *Log) compute(ctx context.Context) (*pass, error) {
 		tiles:   tiles,
 		cp:      store.Checkpoint{Format: "rekor", TreeSize: size, RootHash: ours},
 		more:    size < int64(root.TreeSize),
+		start:   start,
 	}, nil
 }
 
