@@ -17,9 +17,9 @@ import (
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/secure-systems-lab/go-securesystemslib/signerverifier"
 
-	"github.com/stellaops/tlog/signer/internal/softhsmtest"
 	"github.com/stellaops/tlog/signer/keys"
 	"github.com/stellaops/tlog/signer/pkcs11"
+	softhsmtest "github.com/stellaops/tlog/testing/softhsm"
 )
 
 // labelSeq keeps key labels unique when tests run more than once (-count).

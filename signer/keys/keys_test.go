@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/stellaops/tlog/signer/internal/softhsmtest"
 	"github.com/stellaops/tlog/signer/pkcs11"
+	softhsmtest "github.com/stellaops/tlog/testing/softhsm"
 )
 
 // labelSeq keeps key labels unique when tests run more than once (-count).

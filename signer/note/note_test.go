@@ -24,9 +24,9 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	sumdbnote "golang.org/x/mod/sumdb/note"
 
-	"github.com/stellaops/tlog/signer/internal/softhsmtest"
 	"github.com/stellaops/tlog/signer/keys"
 	"github.com/stellaops/tlog/signer/pkcs11"
+	softhsmtest "github.com/stellaops/tlog/testing/softhsm"
 )
 
 // labelSeq keeps key labels unique when tests run more than once (-count).

@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/stellaops/tlog/signer/internal/softhsmtest"
+	softhsmtest "github.com/stellaops/tlog/testing/softhsm"
 )
 
 const (

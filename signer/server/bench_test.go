@@ -17,9 +17,9 @@ import (
 
 	"github.com/stellaops/tlog/signer/api"
 	"github.com/stellaops/tlog/signer/client"
-	"github.com/stellaops/tlog/signer/internal/softhsmtest"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/signer/server"
+	softhsmtest "github.com/stellaops/tlog/testing/softhsm"
 )
 
 // rawRate is the raw token rate measured by the first sub-benchmark; the

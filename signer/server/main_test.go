@@ -21,9 +21,9 @@ import (
 
 	"github.com/stellaops/tlog/signer/audit"
 	"github.com/stellaops/tlog/signer/client"
-	"github.com/stellaops/tlog/signer/internal/softhsmtest"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/signer/server"
+	softhsmtest "github.com/stellaops/tlog/testing/softhsm"
 	"github.com/stellaops/tlog/testing/stack"
 )
 

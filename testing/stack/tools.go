@@ -1,11 +1,11 @@
 package stack
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,11 +15,10 @@ import (
 // tessera's posix-oneshot): installed with `go install` into <repo>/.cache/bin
 // the first time it is needed, then reused.
 type Tool struct {
-	Name    string   // binary name
-	Package string   // go install path, without @version
-	Version string   // module version, e.g. v1.5.4
-	Check   []string // arguments that print the version (nil: trust the file)
-	Tags    string   // build tags
+	Name    string // binary name
+	Package string // go install path, without @version
+	Version string // module version, e.g. v1.5.4
+	Tags    string // build tags
 }
 
 var (
@@ -71,15 +70,24 @@ func (tl Tool) Install(t testing.TB) string {
 	return p
 }
 
+// present reports whether p was built from the tool's package at its
+// version, according to the build information Go embeds in binaries.
 func (tl Tool) present(p string) bool {
-	if _, err := os.Stat(p); err != nil {
+	out, err := exec.Command("go", "version", "-m", p).Output()
+	if err != nil {
 		return false
 	}
-	if tl.Check == nil {
-		return true
+	var path, mod bool
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && f[0] == "path" && f[1] == tl.Package:
+			path = true
+		case len(f) >= 3 && f[0] == "mod" && strings.HasPrefix(tl.Package, f[1]) && f[2] == tl.Version:
+			mod = true
+		}
 	}
-	out, err := exec.Command(p, tl.Check...).CombinedOutput()
-	return err == nil && bytes.Contains(out, []byte(tl.Version))
+	return path && mod
 }
 
 // CacheBin is <repo>/.cache/bin (created): the repository is the nearest
@@ -105,6 +113,7 @@ func CacheBin() (string, error) {
 
 // Peer tools the tests use.
 var (
-	RekorCLI = Tool{Name: "rekor-cli", Package: "github.com/sigstore/rekor/cmd/rekor-cli", Version: "v1.5.4", Check: []string{"version"}}
-	Cosign   = Tool{Name: "cosign", Package: "github.com/sigstore/cosign/v2/cmd/cosign", Version: "v2.6.5", Check: []string{"version"}}
+	RekorCLI     = Tool{Name: "rekor-cli", Package: "github.com/sigstore/rekor/cmd/rekor-cli", Version: "v1.5.4"}
+	Cosign       = Tool{Name: "cosign", Package: "github.com/sigstore/cosign/v2/cmd/cosign", Version: "v2.6.5"}
+	PosixOneshot = Tool{Name: "posix-oneshot", Package: "github.com/transparency-dev/tessera/cmd/examples/posix-oneshot", Version: "v1.0.4"}
 )

@@ -6,7 +6,7 @@
 // Example:
 //
 //	name: witness.example.com/w1
-//	key_file: /var/lib/witness/witness.key
+//	key_file: /var/lib/witness/witness.key   # or pkcs11: {token_label: …, key_label: …, pin_file: …}
 //	db_file: /var/lib/witness/witness.db
 //	listen: ":7380"
 //	budget: {rate: 2, burst: 20}
@@ -45,8 +45,17 @@ type Config struct {
 
 	// KeyFile is the path of the witness's Ed25519 private key, a PEM
 	// "PRIVATE KEY" (PKCS #8) file as written by `witness keygen` or
-	// `openssl genpkey -algorithm ed25519`. Required; keep it mode 0600.
+	// `openssl genpkey -algorithm ed25519`; keep it mode 0600. Exactly one
+	// of key_file and pkcs11 must be set.
 	KeyFile string `yaml:"key_file"`
+
+	// PKCS11 takes the witness key from a PKCS#11 token (an HSM, or SoftHSM2)
+	// instead of key_file; the private key never leaves the token. The key
+	// pair must be Ed25519 (CKK_EC_EDWARDS, signed with CKM_EDDSA); the
+	// witness refuses to start with any other key. Create one with
+	// `signer keys generate -type ed25519 -label LABEL` (see signer/README.md).
+	// Exactly one of key_file and pkcs11 must be set.
+	PKCS11 *PKCS11Key `yaml:"pkcs11"`
 
 	// DBFile is the path of the state database (bbolt), created if missing.
 	// It holds the registered logs and the latest cosigned checkpoint of
@@ -113,6 +122,50 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 }
 
+// DefaultPKCS11Module is where Debian installs the SoftHSM2 module.
+const DefaultPKCS11Module = "/usr/lib/softhsm/libsofthsm2.so"
+
+// PKCS11Key is an Ed25519 key pair in a PKCS#11 token. The witness opens
+// the token at start-up, logs in with the user PIN and keeps the session
+// pool open until it stops; a token that is missing, a wrong PIN or a
+// missing key stops start-up. Example:
+//
+//	pkcs11:
+//	  token_label: witness
+//	  key_label: witness-ed25519
+//	  pin_file: /run/secrets/witness-pin
+type PKCS11Key struct {
+	// Module is the PKCS#11 library: an absolute path, or a bare file name
+	// that the dynamic loader looks up. Default
+	// /usr/lib/softhsm/libsofthsm2.so (SoftHSM2 on Debian).
+	Module string `yaml:"module"`
+
+	// TokenLabel is the label of the token, as shown by
+	// `softhsm2-util --show-slots` or `pkcs11-tool -L`. Required. Slot
+	// numbers are not used: SoftHSM2 assigns random ones.
+	TokenLabel string `yaml:"token_label"`
+
+	// KeyLabel is the CKA_LABEL shared by the private and the public key
+	// object of the Ed25519 key pair. Required; it must name exactly one
+	// key pair.
+	KeyLabel string `yaml:"key_label"`
+
+	// PINFile is a file holding the token's user PIN (one trailing newline
+	// is ignored); relative to the configuration file's directory. Keep it
+	// mode 0600.
+	PINFile string `yaml:"pin_file"`
+
+	// PINEnv is the name of an environment variable holding the user PIN,
+	// e.g. WITNESS_PKCS11_PIN. Exactly one of pin_file and pin_env must be
+	// set. The PIN itself never appears in the configuration, logs or errors.
+	PINEnv string `yaml:"pin_env"`
+
+	// Sessions is the size of the token's session pool: how many
+	// cosignatures are computed at once (more requests wait, at most 30s).
+	// Default 0 means GOMAXPROCS, at most 4.
+	Sessions int `yaml:"sessions"`
+}
+
 // Budget is a token bucket.
 type Budget struct {
 	// Rate is the sustained number of requests per second (> 0).
@@ -160,7 +213,11 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range []*string{&c.KeyFile, &c.DBFile, &c.AdminSocket} {
+	paths := []*string{&c.KeyFile, &c.DBFile, &c.AdminSocket}
+	if c.PKCS11 != nil {
+		paths = append(paths, &c.PKCS11.PINFile)
+	}
+	for _, p := range paths {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -193,6 +250,9 @@ func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = ":7380"
 	}
+	if c.PKCS11 != nil && c.PKCS11.Module == "" {
+		c.PKCS11.Module = DefaultPKCS11Module
+	}
 	if c.AdminSocket == "" && c.DBFile != "" {
 		c.AdminSocket = c.DBFile + ".sock"
 	}
@@ -222,8 +282,15 @@ func (c *Config) Validate() error {
 	if !logkey.ValidName(c.Name) {
 		bad("name %q: must be a non-empty key name without spaces or '+'", c.Name)
 	}
-	if c.KeyFile == "" {
-		bad("key_file is required")
+	switch {
+	case c.KeyFile == "" && c.PKCS11 == nil:
+		bad("key_file or pkcs11 is required")
+	case c.KeyFile != "" && c.PKCS11 != nil:
+		bad("key_file and pkcs11 are both set: configure exactly one witness key")
+	case c.PKCS11 != nil:
+		for _, err := range c.PKCS11.problems() {
+			bad("pkcs11: %v", err)
+		}
 	}
 	if c.DBFile == "" {
 		bad("db_file is required")
@@ -275,6 +342,26 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	return nil
+}
+
+func (k *PKCS11Key) problems() []error {
+	var errs []error
+	if k.Module == "" || (!filepath.IsAbs(k.Module) && strings.Contains(k.Module, "/")) {
+		errs = append(errs, fmt.Errorf("module %q: want an absolute path or a bare library name", k.Module))
+	}
+	if k.TokenLabel == "" {
+		errs = append(errs, errors.New("token_label is required"))
+	}
+	if k.KeyLabel == "" {
+		errs = append(errs, errors.New("key_label is required"))
+	}
+	if (k.PINFile == "") == (k.PINEnv == "") {
+		errs = append(errs, errors.New("set exactly one of pin_file and pin_env"))
+	}
+	if k.Sessions < 0 {
+		errs = append(errs, fmt.Errorf("sessions %d: must not be negative", k.Sessions))
+	}
+	return errs
 }
 
 func (b Budget) check() error {

@@ -22,6 +22,40 @@ logs:
     vkeys: ["` + vkey + `"]
 `
 
+// hsm is a pkcs11 key in place of key_file.
+const hsm = `pkcs11:
+  token_label: witness
+  key_label: witness-ed25519
+  pin_file: secrets/pin
+`
+
+var noFile = strings.Replace(minimal, "key_file: w.key\n", "", 1)
+
+func TestLoadPKCS11(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "witness.yaml")
+	if err := os.WriteFile(p, []byte(noFile+hsm), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.PKCS11Key{Module: config.DefaultPKCS11Module, TokenLabel: "witness", KeyLabel: "witness-ed25519",
+		PINFile: filepath.Join(dir, "secrets/pin")}
+	if c.KeyFile != "" || c.PKCS11 == nil || *c.PKCS11 != want {
+		t.Fatalf("key_file %q, pkcs11 %+v; want %+v", c.KeyFile, c.PKCS11, want)
+	}
+	c, err = config.Parse([]byte(noFile + "pkcs11: {module: libsofthsm2.so, token_label: t, key_label: k, pin_env: WITNESS_PIN, sessions: 3}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = config.PKCS11Key{Module: "libsofthsm2.so", TokenLabel: "t", KeyLabel: "k", PINEnv: "WITNESS_PIN", Sessions: 3}
+	if *c.PKCS11 != want {
+		t.Fatalf("pkcs11 %+v, want %+v", c.PKCS11, want)
+	}
+}
+
 func TestLoadDefaults(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "witness.yaml")
@@ -50,7 +84,15 @@ func TestValidationErrors(t *testing.T) {
 		"unknown key":      {minimal + "listen_addr: x\n", "field listen_addr not found"},
 		"no name":          {strings.Replace(minimal, "name: witness.example/w1", "", 1), "name \"\""},
 		"name with space":  {strings.Replace(minimal, "witness.example/w1", "'a b'", 1), "name \"a b\""},
-		"no key file":      {strings.Replace(minimal, "key_file: w.key", "", 1), "key_file is required"},
+		"no key":           {strings.Replace(minimal, "key_file: w.key", "", 1), "key_file or pkcs11 is required"},
+		"two keys":         {minimal + hsm, "key_file and pkcs11 are both set"},
+		"pkcs11 labels":    {noFile + "pkcs11: {pin_env: P}\n", "token_label is required"},
+		"pkcs11 key label": {noFile + "pkcs11: {token_label: t, pin_env: P}\n", "key_label is required"},
+		"pkcs11 no pin":    {noFile + "pkcs11: {token_label: t, key_label: k}\n", "exactly one of pin_file and pin_env"},
+		"pkcs11 two pins":  {noFile + "pkcs11: {token_label: t, key_label: k, pin_env: P, pin_file: p}\n", "exactly one of pin_file and pin_env"},
+		"pkcs11 sessions":  {noFile + "pkcs11: {token_label: t, key_label: k, pin_env: P, sessions: -1}\n", "sessions -1"},
+		"pkcs11 module":    {noFile + "pkcs11: {token_label: t, key_label: k, pin_env: P, module: lib/x.so}\n", "module \"lib/x.so\""},
+		"pkcs11 unknown":   {noFile + "pkcs11: {token_label: t, key_label: k, pin_env: P, pin: 1234}\n", "field pin not found"},
 		"no db":            {strings.Replace(minimal, "db_file: state/w.db", "", 1), "db_file is required"},
 		"bad vkey":         {strings.Replace(minimal, "530d903a", "530d903b", 1), "invalid verifier key"},
 		"log budget rate":  {strings.Replace(minimal, "origin: example.com/foo", "origin: example.com/foo\n    budget: {rate: 0, burst: 1}", 1), "rate 0"},

@@ -15,10 +15,10 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	sumdbnote "golang.org/x/mod/sumdb/note"
 
-	"github.com/stellaops/tlog/signer/internal/softhsmtest"
 	"github.com/stellaops/tlog/signer/keys"
 	"github.com/stellaops/tlog/signer/note"
 	"github.com/stellaops/tlog/signer/pkcs11"
+	softhsmtest "github.com/stellaops/tlog/testing/softhsm"
 )
 
 var signerBin string

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stellaops/tlog/signer/client"
-	"github.com/stellaops/tlog/signer/internal/softhsmtest"
+	softhsmtest "github.com/stellaops/tlog/testing/softhsm"
 	"github.com/stellaops/tlog/testing/stack"
 )
 

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/stellaops/tlog/signer/keys"
+	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/witness/config"
 	"github.com/stellaops/tlog/witness/cosig"
 	"github.com/stellaops/tlog/witness/logkey"
@@ -38,15 +42,41 @@ func keygenCmd(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func loadSigner(cfg *config.Config) (*cosig.Signer, error) {
-	key, err := cosig.LoadKeyFile(cfg.KeyFile)
-	if err != nil {
-		return nil, err
+// loadSigner opens the witness key named by the configuration, a key file
+// or a PKCS#11 token key, and checks that it is Ed25519. The returned close
+// function releases the token; call it once the signer is no longer used.
+func loadSigner(ctx context.Context, cfg *config.Config) (*cosig.Signer, func() error, error) {
+	if cfg.PKCS11 == nil {
+		key, err := cosig.LoadKeyFile(cfg.KeyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := cosig.NewSigner(cfg.Name, key)
+		return s, func() error { return nil }, err
 	}
-	return cosig.NewSigner(cfg.Name, key)
+	p := cfg.PKCS11
+	key, closeKey, err := keys.Open(ctx, keys.Config{PKCS11: &keys.PKCS11Config{
+		Config: pkcs11.Config{
+			Module: p.Module, TokenLabel: p.TokenLabel,
+			PINFile: p.PINFile, PINEnv: p.PINEnv, Sessions: p.Sessions,
+		},
+		Label: p.KeyLabel,
+	}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening PKCS#11 key %q in token %q: %w", p.KeyLabel, p.TokenLabel, err)
+	}
+	if alg := key.Algorithm(); alg != keys.Ed25519 {
+		return nil, nil, errors.Join(fmt.Errorf("%w: PKCS#11 key %q in token %q is %s, the witness needs an Ed25519 key",
+			cosig.ErrBadKey, p.KeyLabel, p.TokenLabel, alg), closeKey())
+	}
+	s, err := cosig.NewSigner(cfg.Name, key)
+	if err != nil {
+		return nil, nil, errors.Join(err, closeKey())
+	}
+	return s, closeKey, nil
 }
 
-func vkeyCmd(args []string, stdout io.Writer) error {
+func vkeyCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("vkey", flag.ContinueOnError)
 	cfgPath := fs.String("c", "witness.yaml", "configuration file")
 	if err := parseFlags(fs, args); err != nil {
@@ -56,12 +86,12 @@ func vkeyCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s, err := loadSigner(cfg)
+	s, closeKey, err := loadSigner(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, s.VerifierKey())
-	return nil
+	return closeKey()
 }
 
 func logVKeyCmd(args []string, stdout io.Writer) error {

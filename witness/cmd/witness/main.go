@@ -9,7 +9,8 @@
 //
 // The logs commands work on the database directly when the server is
 // stopped and through its admin socket while it runs; a running server
-// applies them to the next request. See package config for the file format.
+// applies them to the next request. See package config for the file format;
+// the witness key is a key file or an Ed25519 key in a PKCS#11 token.
 package main
 
 import (

@@ -33,7 +33,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "keygen":
 		return keygenCmd(args, stdout)
 	case "vkey":
-		return vkeyCmd(args, stdout)
+		return vkeyCmd(ctx, args, stdout)
 	case "log-vkey":
 		return logVKeyCmd(args, stdout)
 	case "logs":

@@ -36,10 +36,17 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	}
 	logger := newLogger(cfg, stderr)
 
-	signer, err := loadSigner(cfg)
+	signer, closeKey, err := loadSigner(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	// Deferred before the store, so it runs after it: the key is released
+	// once every request has finished.
+	defer func() {
+		if cerr := closeKey(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing the witness key: %w", cerr))
+		}
+	}()
 	st, err := store.Open(cfg.DBFile, store.Options{})
 	if err != nil {
 		return err
@@ -145,8 +152,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 			}
 		}()
 	}
+	keySource := "key_file " + cfg.KeyFile
+	if p := cfg.PKCS11; p != nil {
+		keySource = fmt.Sprintf("pkcs11 token %q key %q", p.TokenLabel, p.KeyLabel)
+	}
 	logger.InfoContext(ctx, "witness started", slog.String("vkey", signer.VerifierKey()),
-		slog.Int("logs", len(registered)))
+		slog.String("key", keySource), slog.Int("logs", len(registered)))
 
 	select {
 	case <-ctx.Done():

@@ -1,8 +1,9 @@
-// Package softhsmtest prepares real SoftHSM2 tokens for tests: it installs
-// the softhsm2 Debian package when it is missing, writes a softhsm2.conf
-// whose token directory is private to the test, and initialises tokens with
-// softhsm2-util. Nothing here is meant for production code.
-package softhsmtest
+// Package softhsm prepares real SoftHSM2 tokens for tests of every
+// component: it installs the softhsm2 Debian package when it is missing,
+// writes a softhsm2.conf whose token directory is private to the test,
+// and initialises tokens with softhsm2-util (keys are generated inside them
+// with signer/pkcs11). Nothing here is meant for production code.
+package softhsm
 
 import (
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // Env is a SoftHSM2 configuration rooted in one directory.
@@ -118,4 +120,30 @@ func Setup(tokens ...string) (env *Env, cleanup func(), err error) {
 		return nil, nil, err
 	}
 	return env, cleanup, nil
+}
+
+// Token is an initialised SoftHSM2 token in a private directory.
+type Token struct {
+	Module string // path of libsofthsm2.so
+	Conf   string // softhsm2.conf; processes using the token need SOFTHSM2_CONF=Conf
+	Label  string
+}
+
+// NewToken writes a softhsm2.conf in a t.TempDir, creates a token labelled
+// label with PINs [SOPIN] and [PIN], and sets SOFTHSM2_CONF for the rest of
+// the test (t.Setenv), so the test process and its children see only this
+// token. SoftHSM2 reads its configuration when the module is initialised:
+// use one Token per test process at a time, and close every pkcs11.Token
+// opened in the test process before the test ends.
+func NewToken(t testing.TB, label string) *Token {
+	t.Helper()
+	env, err := New(t.TempDir())
+	if err != nil {
+		t.Fatalf("SoftHSM2: %v", err)
+	}
+	t.Setenv("SOFTHSM2_CONF", env.Conf)
+	if err := env.InitToken(label, SOPIN, PIN); err != nil {
+		t.Fatal(err)
+	}
+	return &Token{Module: env.Module, Conf: env.Conf, Label: label}
 }
