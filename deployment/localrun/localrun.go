@@ -36,8 +36,8 @@ import (
 	"time"
 
 	"github.com/stellaops/tlog/logserver/witnessing"
+	signerclient "github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/testing/stack"
-	"github.com/stellaops/tlog/witness/cosig"
 )
 
 // Options say where state and binaries live.
@@ -90,12 +90,15 @@ func Run(ctx context.Context, o Options) error {
 	keys := filepath.Join(dir, "keys")
 	trust := filepath.Join(dir, "trust")
 
-	// The signer holds the log key in a SoftHSM2 token under dir/softhsm.
-	signerURL, lsToken, sg, err := startSigner(ctx, dir, o.BinDir, db, p.Signer)
+	// The signer holds the log key and the witness key in a SoftHSM2 token
+	// under dir/softhsm; the logserver and the witness hold no private key
+	// of their own but the log's C2SP note key (see witnessing).
+	sgn, err := startSigner(ctx, dir, o.BinDir, db, p.Signer)
 	if err != nil {
 		return err
 	}
-	defer sg.stop()
+	defer sgn.child.stop()
+	signerURL, lsToken, sg := sgn.url, sgn.logserverToken, sgn.child
 	lsAddr := "127.0.0.1:" + strconv.Itoa(p.Logserver)
 
 	// Witnessing: the log's note key and the witness key are made once; the
@@ -112,34 +115,25 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	witnessKeyFile := filepath.Join(keys, "witness.pem")
-	wkey, err := cosig.LoadKeyFile(witnessKeyFile)
-	if errors.Is(err, os.ErrNotExist) {
-		wkey, err = cosig.GenerateKeyFile(witnessKeyFile)
-	}
-	if err != nil {
-		return err
-	}
-	wsigner, err := cosig.NewSigner("stella.local/witness", wkey)
-	if err != nil {
-		return err
-	}
 	witnessURL := "http://127.0.0.1:" + strconv.Itoa(p.Witness)
 	files := map[string]string{
 		filepath.Join(trust, "log-note.vkey"): noteSigner.VerifierKey() + "\n",
-		filepath.Join(trust, "witness.vkey"):  wsigner.VerifierKey() + "\n",
+		filepath.Join(trust, "witness.vkey"):  sgn.witnessVKey + "\n",
 		filepath.Join(trust, "witness-policy"): fmt.Sprintf("log %s\nwitness w1 %s %s\nquorum w1\n",
-			noteSigner.VerifierKey(), wsigner.VerifierKey(), witnessURL),
+			noteSigner.VerifierKey(), sgn.witnessVKey, witnessURL),
 		filepath.Join(dir, "witness.yaml"): fmt.Sprintf(`# Written by make run; see witness/config for every field.
 name: stella.local/witness
-key_file: %q
+signer:
+  url: %q
+  token_file: %q
+  key: witness
 db_file: %q
 listen: "127.0.0.1:%d"
 log_format: text
 logs:
   - origin: %q
     vkeys: [%q]
-`, witnessKeyFile, filepath.Join(dir, "witness", "witness.db"), p.Witness, origin, noteSigner.VerifierKey()),
+`, signerURL, sgn.witnessToken, filepath.Join(dir, "witness", "witness.db"), p.Witness, origin, noteSigner.VerifierKey()),
 	}
 	for path, content := range files {
 		if err := writeFile(path, []byte(content), 0o644); err != nil {
@@ -204,7 +198,7 @@ witnessing:
 	env := exportLine("LOG_URL", logURL) + exportLine("LOG_PUBLIC_KEY", pubKey) +
 		exportLine("SIGNER_URL", signerURL) +
 		exportLine("LOG_NOTE_VKEY", noteSigner.VerifierKey()) +
-		exportLine("WITNESS_URL", witnessURL) + exportLine("WITNESS_VKEY", wsigner.VerifierKey()) +
+		exportLine("WITNESS_URL", witnessURL) + exportLine("WITNESS_VKEY", sgn.witnessVKey) +
 		exportLine("TRUST_DIR", trust)
 	if err := writeFile(envFile, []byte(env), 0o644); err != nil {
 		return err
@@ -240,11 +234,19 @@ Press Ctrl-C to stop.
 	}
 }
 
-// startSigner initialises the SoftHSM2 token and the log key on first run,
-// writes the signer's configuration (the logserver as a tenant with a
-// generated bearer token) and starts it. It returns the signer's URL and the
-// file holding the logserver's token.
-func startSigner(ctx context.Context, dir, binDir string, db *stack.MariaDB, port int) (string, string, *child, error) {
+// signerRun is the started signer and what its callers need.
+type signerRun struct {
+	url            string
+	child          *child
+	logserverToken string // file holding the logserver's bearer token
+	witnessToken   string // file holding the witness's bearer token
+	witnessVKey    string // the witness's cosignature/v1 vkey
+}
+
+// startSigner initialises the SoftHSM2 token and the keys on first run,
+// writes the signer's configuration (the logserver and the witness as
+// tenants with generated bearer tokens) and starts it.
+func startSigner(ctx context.Context, dir, binDir string, db *stack.MariaDB, port int) (*signerRun, error) {
 	hsm := filepath.Join(dir, "softhsm")
 	secrets := filepath.Join(dir, "secrets")
 	conf := filepath.Join(hsm, "softhsm2.conf")
@@ -253,7 +255,7 @@ func startSigner(ctx context.Context, dir, binDir string, db *stack.MariaDB, por
 	secret(soPinFile)
 	signer := filepath.Join(binDir, "signer")
 	if err := stack.EnsurePackages(ctx, map[string]string{"softhsm2-util": "softhsm2"}); err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
 	tool := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, signer, args...)
@@ -267,25 +269,29 @@ func startSigner(ctx context.Context, dir, binDir string, db *stack.MariaDB, por
 	if _, err := os.Stat(filepath.Join(hsm, "tokens")); errors.Is(err, os.ErrNotExist) {
 		if _, err := tool("keys", "init-token", "-softhsm-conf", conf, "-token-dir", filepath.Join(hsm, "tokens"),
 			"-label", "stella", "-so-pin-file", soPinFile, "-pin-file", pinFile); err != nil {
-			return "", "", nil, err
+			return nil, err
 		}
 	}
 	list, err := tool("keys", "list", "-token", "stella", "-pin-file", pinFile)
 	if err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
-	if !strings.Contains(list, "log-rekor") {
-		// Generated inside the token, non-extractable, once: the log's
-		// public key never changes across runs.
-		if _, err := tool("keys", "generate", "-token", "stella", "-pin-file", pinFile, "-label", "log-rekor", "-type", "ecdsa-p256"); err != nil {
-			return "", "", nil, err
+	// Generated inside the token, non-extractable, once: the public keys
+	// never change across runs.
+	for label, typ := range map[string]string{"log-rekor": "ecdsa-p256", "witness-ed25519": "ed25519"} {
+		if !strings.Contains(list, label) {
+			if _, err := tool("keys", "generate", "-token", "stella", "-pin-file", pinFile, "-label", label, "-type", typ); err != nil {
+				return nil, err
+			}
 		}
 	}
-	token := secret(filepath.Join(secrets, "logserver-signer-token"))
-	sum := sha256.Sum256([]byte(token))
+	tokenHash := func(name string) string {
+		sum := sha256.Sum256([]byte(secret(filepath.Join(secrets, name))))
+		return hex.EncodeToString(sum[:])
+	}
 	auditDSN, err := db.CreateDatabase(ctx, "signer", secret(filepath.Join(secrets, "signer-db-password")))
 	if err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cfg := fmt.Sprintf(`# Written by make run; see signer/server/config.go for every field.
@@ -302,27 +308,55 @@ keys:
     purposes: [digests]
     versions:
       - {version: 1, label: log-rekor}
+  - name: witness
+    purposes: [cosignature]
+    note_name: stella.local/witness
+    versions:
+      - {version: 1, label: witness-ed25519}
 tenants:
   - name: logserver
     tokens:
       - {id: logserver, sha256: %s, scopes: [sign:digests]}
     keys: [log-rekor]
     quota: {rps: 2000, burst: 4000, concurrency: 16, max_payload_bytes: 8388608}
-`, addr, pinFile, auditDSN, auditDSN, hex.EncodeToString(sum[:]))
+  - name: witness
+    tokens:
+      - {id: witness, sha256: %s, scopes: [sign:cosignature]}
+    keys: [witness]
+    quota: {rps: 500, burst: 1000, concurrency: 8}
+`, addr, pinFile, auditDSN, auditDSN, tokenHash("logserver-signer-token"), tokenHash("witness-signer-token"))
 	cfgPath := filepath.Join(dir, "signer.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
 	c, err := startChild(signer, filepath.Join(dir, "signer.log"), []string{"SOFTHSM2_CONF=" + conf}, "serve", "-config", cfgPath)
 	if err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
-	url := "http://" + addr
-	if err := waitReady(ctx, url+"/readyz", c); err != nil {
+	r := &signerRun{url: "http://" + addr, child: c,
+		logserverToken: filepath.Join(secrets, "logserver-signer-token"),
+		witnessToken:   filepath.Join(secrets, "witness-signer-token")}
+	if err := waitReady(ctx, r.url+"/readyz", c); err != nil {
 		c.stop()
-		return "", "", nil, fmt.Errorf("signer: %w (see %s)", err, filepath.Join(dir, "signer.log"))
+		return nil, fmt.Errorf("signer: %w (see %s)", err, filepath.Join(dir, "signer.log"))
 	}
-	return url, filepath.Join(secrets, "logserver-signer-token"), c, nil
+	ks, err := signerclient.New(r.url, "", nil).Keys(ctx)
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
+	for _, k := range ks.Keys {
+		for _, v := range k.Versions {
+			if k.Name == "witness" && v.State == "active" {
+				r.witnessVKey = v.CosignatureVerifierKey
+			}
+		}
+	}
+	if r.witnessVKey == "" {
+		c.stop()
+		return nil, fmt.Errorf("signer publishes no active witness key")
+	}
+	return r, nil
 }
 
 func copyFile(from, to string) error {

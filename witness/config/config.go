@@ -46,7 +46,7 @@ type Config struct {
 	// KeyFile is the path of the witness's Ed25519 private key, a PEM
 	// "PRIVATE KEY" (PKCS #8) file as written by `witness keygen` or
 	// `openssl genpkey -algorithm ed25519`; keep it mode 0600. Exactly one
-	// of key_file and pkcs11 must be set.
+	// of key_file, pkcs11 and signer must be set.
 	KeyFile string `yaml:"key_file"`
 
 	// PKCS11 takes the witness key from a PKCS#11 token (an HSM, or SoftHSM2)
@@ -54,8 +54,15 @@ type Config struct {
 	// pair must be Ed25519 (CKK_EC_EDWARDS, signed with CKM_EDDSA); the
 	// witness refuses to start with any other key. Create one with
 	// `signer keys generate -type ed25519 -label LABEL` (see signer/README.md).
-	// Exactly one of key_file and pkcs11 must be set.
+	// Exactly one of key_file, pkcs11 and signer must be set.
 	PKCS11 *PKCS11Key `yaml:"pkcs11"`
+
+	// Signer has the signer service cosign (POST /api/v1/signer/sign/
+	// cosignature) with a key it holds in its HSM: the witness then holds
+	// no private key and no PIN. The key must have the cosignature purpose
+	// and note name equal to Name. Exactly one of key_file, pkcs11 and
+	// signer must be set.
+	Signer *SignerKey `yaml:"signer"`
 
 	// DBFile is the path of the state database (bbolt), created if missing.
 	// It holds the registered logs and the latest cosigned checkpoint of
@@ -120,6 +127,18 @@ type Config struct {
 
 	// LogFormat is json or text (slog handlers on stderr). Default json.
 	LogFormat string `yaml:"log_format"`
+}
+
+// SignerKey is a cosigning key held by the signer service.
+type SignerKey struct {
+	// URL is the signer's base URL, e.g. https://signer:8090.
+	URL string `yaml:"url"`
+	// TokenFile holds the witness's bearer token (scope sign:cosignature).
+	TokenFile string `yaml:"token_file"`
+	// Key is the key's name in the signer's configuration.
+	Key string `yaml:"key"`
+	// Timeout bounds one cosigning call. Default 5s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // DefaultPKCS11Module is where Debian installs the SoftHSM2 module.
@@ -282,11 +301,27 @@ func (c *Config) Validate() error {
 	if !logkey.ValidName(c.Name) {
 		bad("name %q: must be a non-empty key name without spaces or '+'", c.Name)
 	}
+	keysSet := 0
+	for _, set := range []bool{c.KeyFile != "", c.PKCS11 != nil, c.Signer != nil} {
+		if set {
+			keysSet++
+		}
+	}
 	switch {
-	case c.KeyFile == "" && c.PKCS11 == nil:
-		bad("key_file or pkcs11 is required")
-	case c.KeyFile != "" && c.PKCS11 != nil:
-		bad("key_file and pkcs11 are both set: configure exactly one witness key")
+	case keysSet == 0:
+		bad("key_file, pkcs11 or signer is required")
+	case keysSet > 1:
+		bad("more than one of key_file, pkcs11 and signer is set: configure exactly one witness key")
+	case c.Signer != nil:
+		if c.Signer.URL == "" || c.Signer.TokenFile == "" || c.Signer.Key == "" {
+			bad("signer: url, token_file and key are required")
+		}
+		if c.Signer.Timeout == 0 {
+			c.Signer.Timeout = 5 * time.Second
+		}
+		if c.Signer.Timeout < 0 {
+			bad("signer.timeout %v: must be positive", c.Signer.Timeout)
+		}
 	case c.PKCS11 != nil:
 		for _, err := range c.PKCS11.problems() {
 			bad("pkcs11: %v", err)

@@ -77,7 +77,7 @@ type Budgets interface {
 // Witness is the add-checkpoint decision and cosigning engine.
 type Witness struct {
 	store   *store.Store
-	signer  *cosig.Signer
+	signer  cosig.Cosigner
 	budgets Budgets
 	now     func() time.Time
 	logger  *slog.Logger
@@ -94,7 +94,7 @@ type Options struct {
 }
 
 // New returns a Witness over an open store and a cosigning key.
-func New(st *store.Store, signer *cosig.Signer, opts Options) *Witness {
+func New(st *store.Store, signer cosig.Cosigner, opts Options) *Witness {
 	w := &Witness{store: st, signer: signer, budgets: opts.Budgets, now: opts.Now,
 		logger: opts.Logger, verifiers: make(map[string]note.Verifier)}
 	if w.now == nil {
@@ -272,4 +272,4 @@ func (w *Witness) Latest(id [sha256.Size]byte) ([]byte, error) {
 }
 
 // Signer returns the witness cosigning key.
-func (w *Witness) Signer() *cosig.Signer { return w.signer }
+func (w *Witness) Signer() cosig.Cosigner { return w.signer }

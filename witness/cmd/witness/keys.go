@@ -8,8 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"strings"
 
+	"github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/signer/keys"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/witness/config"
@@ -42,10 +45,23 @@ func keygenCmd(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// loadSigner opens the witness key named by the configuration, a key file
-// or a PKCS#11 token key, and checks that it is Ed25519. The returned close
-// function releases the token; call it once the signer is no longer used.
-func loadSigner(ctx context.Context, cfg *config.Config) (*cosig.Signer, func() error, error) {
+// loadSigner opens the witness key named by the configuration: a key file,
+// a PKCS#11 token key (checked to be Ed25519), or a key of the signer
+// service. The returned close function releases the token; call it once the
+// signer is no longer used.
+func loadSigner(ctx context.Context, cfg *config.Config) (cosig.Cosigner, func() error, error) {
+	if sk := cfg.Signer; sk != nil {
+		tok, err := os.ReadFile(sk.TokenFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("signer.token_file: %w", err)
+		}
+		c := client.New(sk.URL, strings.TrimSpace(string(tok)), &http.Client{Timeout: sk.Timeout})
+		r, err := cosig.NewRemote(ctx, c, sk.Key, cfg.Name, sk.Timeout)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, func() error { return nil }, nil
+	}
 	if cfg.PKCS11 == nil {
 		key, err := cosig.LoadKeyFile(cfg.KeyFile)
 		if err != nil {
