@@ -433,32 +433,37 @@ func loadPorts(path string) (ports, error) {
 		return p, err
 	}
 	// Keep a remembered port if it is still free; otherwise take a new one.
+	// Every port stays bound until all are chosen, so no two services get
+	// the same one (the kernel reuses a port freed a moment ago).
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
 	pick := func(prefer int) (int, error) {
 		if prefer != 0 {
 			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(prefer)); err == nil {
-				l.Close()
+				held = append(held, l)
 				return prefer, nil
 			}
 		}
-		return stack.FreePort()
-	}
-	if p.MariaDB, err = pick(p.MariaDB); err != nil {
-		return p, err
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		held = append(held, l)
+		return l.Addr().(*net.TCPAddr).Port, nil
 	}
 	if p.Logserver == 0 {
 		p.Logserver = 3000
 	}
-	if p.Logserver, err = pick(p.Logserver); err != nil {
-		return p, err
+	for _, port := range []*int{&p.MariaDB, &p.Logserver, &p.Debug, &p.Witness, &p.Signer} {
+		if *port, err = pick(*port); err != nil {
+			return p, err
+		}
 	}
-	if p.Debug, err = pick(p.Debug); err != nil {
-		return p, err
-	}
-	if p.Witness, err = pick(p.Witness); err != nil {
-		return p, err
-	}
-	p.Signer, err = pick(p.Signer)
-	return p, err
+	return p, nil
 }
 
 func savePorts(path string, p ports) error {

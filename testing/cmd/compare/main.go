@@ -146,11 +146,9 @@ func run(n int, conc, bin, cache string, interval time.Duration) error {
 	if err := applySchema(ctx, tdsn, schema); err != nil {
 		return err
 	}
-	ports := make([]int, 5)
-	for i := range ports {
-		if ports[i], err = stack.FreePort(); err != nil {
-			return err
-		}
+	ports, err := stack.FreePorts(6) // trillian rpc+http, signer rpc+http, rekor, ours
+	if err != nil {
+		return err
 	}
 	common := []string{"--storage_system=mysql", "--mysql_uri=" + tdsn, "--quota_system=noop", "--logtostderr"}
 	ts, err := start(dir, filepath.Join(cache, "trillian_log_server"), append(common,
@@ -204,7 +202,7 @@ func run(n int, conc, bin, cache string, interval time.Duration) error {
 	if err != nil {
 		return err
 	}
-	lsPort, _ := stack.FreePort()
+	lsPort := ports[5]
 	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nhostname: stella.local\ndatabase:\n  dsn: %q\nkey:\n  file: %q\n  create: true\n  public_key_file: %q\nsequencer:\n  interval: %s\nlogging:\n  level: warn\n",
 		lsPort, sdsn, filepath.Join(dir, "k.pem"), filepath.Join(dir, "k.pub.pem"), interval)
 	if err := os.WriteFile(filepath.Join(dir, "ls.yaml"), []byte(cfg), 0o600); err != nil {
