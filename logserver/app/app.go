@@ -354,9 +354,6 @@ func (a *App) close() {
 	}
 }
 
-// Log returns the write path (tests and tools).
-func (a *App) Log() *sequence.Log { return a.seq }
-
 func writeFileAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err

@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/stellaops/tlog/logserver/tree"
 )
 
@@ -30,9 +28,6 @@ type Store struct {
 
 // New returns a Store over db, whose schema must be migrated.
 func New(db *sql.DB) *Store { return &Store{db: db} }
-
-// DB returns the database handle (for health checks).
-func (s *Store) DB() *sql.DB { return s.db }
 
 // Entry is one integrated log entry.
 type Entry struct {
@@ -296,14 +291,4 @@ func (s *Store) LookupIndex(ctx context.Context, key string) ([]IndexHit, error)
 type IndexHit struct {
 	TreeID   int64
 	LeafHash tree.Hash
-}
-
-// IsRetryable reports whether err is a transient database error (deadlock,
-// lock wait timeout, lost connection) worth retrying.
-func IsRetryable(err error) bool {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number == 1213 || me.Number == 1205
-	}
-	return errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, context.DeadlineExceeded)
 }
