@@ -3,12 +3,12 @@
 // Add admits concurrent submissions in batches (one Trillian queue
 // transaction per batch, not per leaf) and wakes the embedded sequencer as
 // soon as leaves are queued. Every integrated batch then goes through a
-// two-stage publish pipeline: prepare reads the new leaves and Trillian's
-// head in one snapshot, extends the Merkle tiles, checks the root against
-// Trillian's and signs the SETs and the checkpoint in one signer call;
+// three-stage publish pipeline: prepare reads the new leaves and Trillian's
+// head in one snapshot, extends the Merkle tiles and checks the root against
+// Trillian's; sign signs the SETs and the checkpoint in one signer call;
 // commit stores entries, SETs, tiles, search keys and the checkpoint in one
 // transaction, then swaps the head and wakes every writer whose entry the
-// new head covers. Sequencing, preparing and committing overlap. There is no
+// new head covers. Sequencing and the three stages overlap. There is no
 // per-request polling: one process-wide loop watches the tree.
 //
 // Contract: Add returns an entry only once it is integrated, its SET and the
@@ -98,8 +98,8 @@ type Log struct {
 	mu      sync.Mutex
 	waiters map[tree.Hash][]*pending
 
-	prepared chan *pass            // prepare loop -> commit loop, in order
-	unsigned *pass                 // computed pass whose signing failed; prepare loop only
+	computed chan *pass            // prepare loop -> sign loop, in order
+	prepared chan *pass            // sign loop -> commit loop, in order
 	broken   atomic.Pointer[error] // integrity failure: nothing more is published
 	failed   atomic.Pointer[error] // last publish failure, nil when healthy
 	stop     context.CancelFunc
@@ -162,6 +162,7 @@ func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, 
 		admit:    make(chan *pending, 4*o.BatchSize),
 		kick:     make(chan struct{}, 1),
 		grew:     make(chan struct{}, 1),
+		computed: make(chan *pass, 1),
 		prepared: make(chan *pass, 1),
 		waiters:  map[tree.Hash][]*pending{},
 	}
@@ -179,9 +180,10 @@ func Open(ctx context.Context, b Backend, s *store.Store, signer logkey.Signer, 
 		l.wg.Add(1)
 		go l.admitLoop(runCtx)
 	}
-	l.wg.Add(3)
+	l.wg.Add(4)
 	go l.sequenceLoop(runCtx)
 	go l.prepareLoop(runCtx)
+	go l.signLoop(runCtx)
 	go l.commitLoop(runCtx)
 	return l, nil
 }
@@ -480,12 +482,12 @@ func (l *Log) step(ctx context.Context) (grew, full bool, err error) {
 	return int64(root.TreeSize) > l.Head().Size, false, nil
 }
 
-// prepareLoop turns tree growth into signed passes, each time it is woken,
-// and hands them to the commit loop in order: the next pass is read and
-// signed while the previous one is being stored.
+// prepareLoop turns tree growth into computed passes, each time it is
+// woken, and hands them on in order: the next pass is read while the
+// previous ones are being signed and stored.
 func (l *Log) prepareLoop(ctx context.Context) {
 	defer l.wg.Done()
-	defer close(l.prepared)
+	defer close(l.computed)
 	for {
 		select {
 		case <-ctx.Done():
@@ -493,7 +495,7 @@ func (l *Log) prepareLoop(ctx context.Context) {
 		case <-l.grew:
 		}
 		for {
-			p, err := l.prepare(ctx)
+			p, err := l.compute(ctx)
 			if err != nil {
 				if !l.retry(ctx, err) {
 					return
@@ -504,13 +506,36 @@ func (l *Log) prepareLoop(ctx context.Context) {
 				break
 			}
 			select {
-			case l.prepared <- p:
+			case l.computed <- p:
 			case <-ctx.Done():
 				return
 			}
 			if !p.more {
 				break
 			}
+		}
+	}
+}
+
+// signLoop signs computed passes in order (one signer call each) and hands
+// them to the commit loop. A pass whose signing fails is signed again.
+func (l *Log) signLoop(ctx context.Context) {
+	defer l.wg.Done()
+	defer close(l.prepared)
+	for p := range l.computed {
+		for {
+			err := l.sign(ctx, p)
+			if err == nil {
+				break
+			}
+			if !l.retry(ctx, err) {
+				return
+			}
+		}
+		select {
+		case l.prepared <- p:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -564,8 +589,11 @@ func (l *Log) sync(ctx context.Context) error {
 			continue
 		}
 		for {
-			p, err := l.prepare(ctx)
+			p, err := l.compute(ctx)
 			if err != nil || p == nil {
+				return err
+			}
+			if err := l.sign(ctx, p); err != nil {
 				return err
 			}
 			if err := l.commit(ctx, p); err != nil {
@@ -592,25 +620,6 @@ type pass struct {
 // maxPass caps the leaves of one publish pass (memory), e.g. when catching
 // up after downtime.
 func (l *Log) maxPass() int64 { return max(int64(4*l.opts.BatchSize), 10000) }
-
-// prepare computes and signs the next pass, or returns nil when the tiles
-// have caught up with Trillian. A pass whose signing failed is kept and
-// signed again on the next call, before any new leaves are read.
-func (l *Log) prepare(ctx context.Context) (*pass, error) {
-	if l.unsigned == nil {
-		p, err := l.compute(ctx)
-		if err != nil || p == nil {
-			return nil, err
-		}
-		l.unsigned = p
-	}
-	p := l.unsigned
-	if err := l.sign(ctx, p); err != nil {
-		return nil, err
-	}
-	l.unsigned = nil
-	return p, nil
-}
 
 // commit stores a signed pass, then publishes its head and answers the
 // writers it covers. Passes must be committed in the order prepared.
