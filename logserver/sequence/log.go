@@ -45,6 +45,11 @@ func (e *ErrDuplicate) Error() string {
 	return "an equivalent entry already exists with UUID " + hex.EncodeToString(e.LeafHash[:])
 }
 
+// ErrKeyChanged is returned by Open when the configured log key is not the
+// key that signed the tree's stored checkpoints: clients pin the log key,
+// so a tree keeps its key for life.
+var ErrKeyChanged = errors.New("sequence: the log key changed")
+
 // ErrClosed is returned once the log is shutting down.
 var ErrClosed = errors.New("sequence: log is shutting down")
 
@@ -214,6 +219,10 @@ func (l *Log) restore(ctx context.Context) error {
 		}
 		if cp.TreeSize != size || cp.RootHash != root {
 			return fmt.Errorf("stored checkpoint (size %d) does not match the stored entries (size %d)", cp.TreeSize, size)
+		}
+		if hint, ok := noteKeyHint(cp.Note); !ok || hint != l.hint {
+			return fmt.Errorf("%w: the tree's checkpoints and SETs were signed by key %x, the configured log key is %x; a new key needs a new tree",
+				ErrKeyChanged, hint, l.hint)
 		}
 		h.Checkpoint = cp.Note
 	} else {

@@ -214,7 +214,6 @@ func TestConcurrentAddsAndRestart(t *testing.T) {
 	}
 	defer b2.Close()
 	l2 := f.open(t, b2)
-	defer l2.Close()
 	h2 := l2.Head()
 	if h2.Size != h.Size || h2.Root != h.Root {
 		t.Fatalf("restored head %d/%x, want %d/%x", h2.Size, h2.Root, h.Size, h.Root)
@@ -234,6 +233,16 @@ func TestConcurrentAddsAndRestart(t *testing.T) {
 	e, _, err := l2.Add(ctx, []byte("after restart"), nil)
 	if err != nil || e.Index != n {
 		t.Fatalf("add after restart: index %d, %v", e.Index, err)
+	}
+	l2.Close()
+
+	// Another log key for the same tree is refused: clients pin the key.
+	other, err := logkey.OpenFile(filepath.Join(t.TempDir(), "other.pem"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sequence.Open(ctx, b2, f.store, other, sequence.Options{Hostname: "test"}); !errors.Is(err, sequence.ErrKeyChanged) {
+		t.Fatalf("open with another key: %v, want ErrKeyChanged", err)
 	}
 }
 

@@ -56,3 +56,22 @@ func rekorNote(text, hostname string, hint [4]byte, sig []byte) []byte {
 	line = append(line, sig...)
 	return []byte(text + "\n\u2014 " + hostname + " " + base64.StdEncoding.EncodeToString(line) + "\n")
 }
+
+// noteKeyHint returns the key hint of a Rekor note's (only) signature line.
+func noteKeyHint(note []byte) ([4]byte, bool) {
+	var hint [4]byte
+	_, sigs, ok := strings.Cut(string(note), "\n\n")
+	if !ok {
+		return hint, false
+	}
+	fields := strings.Fields(strings.TrimSpace(sigs))
+	if len(fields) < 3 {
+		return hint, false
+	}
+	raw, err := base64.StdEncoding.DecodeString(fields[2])
+	if err != nil || len(raw) < 4 {
+		return hint, false
+	}
+	copy(hint[:], raw)
+	return hint, true
+}
