@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -242,8 +243,8 @@ func openKey(ctx context.Context, k config.Key) (logkey.Signer, error) {
 		case <-time.After(time.Second):
 		}
 	}
-	if _, ok := ds.Public().(*ecdsa.PublicKey); !ok {
-		return nil, fmt.Errorf("signer key %q is %T, the log key must be ECDSA P-256", k.Signer.Key, ds.Public())
+	if pub, ok := ds.Public().(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("signer key %q is not ECDSA P-256, which the log key must be (clients verify SETs only with ECDSA)", k.Signer.Key)
 	}
 	return ds, nil
 }

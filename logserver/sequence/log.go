@@ -21,6 +21,7 @@ package sequence
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -744,12 +745,25 @@ func (l *Log) sign(ctx context.Context, p *pass) error {
 	if err != nil {
 		return fmt.Errorf("sign pass up to %d: %w", p.cp.TreeSize, err)
 	}
+	// The signer may be remote: check the checkpoint's and the first SET's
+	// signatures under the log key before anything is stored (two ECDSA
+	// verifications a pass; a wrong key or garbage fails here, not in clients).
+	if len(sigs) != len(digests) || !l.verify(digests[len(digests)-1], sigs[len(sigs)-1]) || !l.verify(digests[0], sigs[0]) {
+		l.m.errors.WithLabelValues("sign").Inc()
+		return fmt.Errorf("sign pass up to %d: the signer's signatures do not verify under the log key", p.cp.TreeSize)
+	}
 	for i := range p.entries {
 		p.entries[i].SET = sigs[i]
 	}
 	p.cp.Note = rekorNote(text, l.opts.Hostname, l.hint, sigs[len(p.entries)])
 	p.head = &Head{TreeID: treeID, Size: p.cp.TreeSize, Root: p.cp.RootHash, Checkpoint: p.cp.Note}
 	return nil
+}
+
+// verify checks an ECDSA signature under the log key.
+func (l *Log) verify(digest [sha256.Size]byte, sig []byte) bool {
+	pub, ok := l.signer.Public().(*ecdsa.PublicKey)
+	return ok && ecdsa.VerifyASN1(pub, digest[:], sig)
 }
 
 func (l *Log) signCheckpoint(ctx context.Context, size int64, root tree.Hash) ([]byte, error) {

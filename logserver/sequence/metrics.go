@@ -26,7 +26,7 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 		integrated: prometheus.NewCounter(prometheus.CounterOpts{Name: "logserver_entries_integrated_total", Help: "Entries integrated and published."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "logserver_entries_duplicate_total", Help: "Submissions refused as duplicates."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logserver_write_path_errors_total",
-			Help: "Write path failures by stage (queue, index, publish, integrity). Page on publish and integrity."}, []string{"stage"}),
+			Help: "Write path failures by stage (queue, index, publish, sign, integrity). Page on publish, sign and integrity."}, []string{"stage"}),
 		addLatency:       lat("logserver_add_seconds", "Time from admission to published entry."),
 		queueLatency:     lat("logserver_queue_seconds", "Time of one batched queue transaction."),
 		integrateLatency: lat("logserver_integrate_seconds", "Time of one sequencing pass that integrated leaves."),
@@ -34,7 +34,7 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "logserver_queue_batch_leaves",
 			Help: "Leaves per queue transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
 	}
-	for _, s := range []string{"queue", "index", "publish", "integrity"} {
+	for _, s := range []string{"queue", "index", "publish", "sign", "integrity"} {
 		m.errors.WithLabelValues(s)
 	}
 	if r != nil {

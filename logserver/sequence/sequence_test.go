@@ -2,6 +2,7 @@ package sequence_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"database/sql"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,4 +323,74 @@ func startTrillian(t *testing.T, dsn string) string {
 		db.Close()
 	})
 	return lis.Addr().String()
+}
+
+// badKeySigner signs with the wrong key while broken is set.
+type badKeySigner struct {
+	good, bad *logkey.File
+	broken    atomic.Bool
+}
+
+func (s *badKeySigner) Public() crypto.PublicKey { return s.good.Public() }
+
+func (s *badKeySigner) SignDigests(ctx context.Context, d [][sha256.Size]byte) ([][]byte, error) {
+	if s.broken.Load() {
+		return s.bad.SignDigests(ctx, d)
+	}
+	return s.good.SignDigests(ctx, d)
+}
+
+// TestSignerWithWrongKey: signatures that do not verify under the log key
+// are never stored or served; the write path reports unhealthy and resumes
+// when the signer is right again, publishing what was waiting.
+func TestSignerWithWrongKey(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	b, err := sequence.OpenEmbedded(ctx, f.dsn, 0, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	bad, err := logkey.OpenFile(filepath.Join(t.TempDir(), "bad.pem"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &badKeySigner{good: f.signer, bad: bad}
+	l, err := sequence.Open(ctx, b, f.store, s, sequence.Options{Hostname: "test", Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, _, err := l.Add(ctx, []byte("first"), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.broken.Store(true)
+	tctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, _, err := l.Add(tctx, []byte("second"), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("add with a wrong-key signer: %v, want a timeout", err)
+	}
+	if l.Healthy() == nil {
+		t.Error("write path reports healthy while the signer signs with the wrong key")
+	}
+	if n, _ := f.store.PublishedSize(ctx, b.TreeID()); n != 1 || l.Head().Size != 1 {
+		t.Fatalf("published %d entries (head %d) with a wrong-key signer, want 1", n, l.Head().Size)
+	}
+	s.broken.Store(false)
+	e, h, err := l.Add(ctx, []byte("third"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Index != 2 || h.Size != 3 {
+		t.Fatalf("after the signer recovered: entry %d, head %d; want 2 and 3 (the waiting entry published too)", e.Index, h.Size)
+	}
+	for i := int64(0); i < 3; i++ {
+		se, err := f.store.EntryByIndex(ctx, b.TreeID(), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(se.SET) == 0 {
+			t.Fatalf("entry %d has no SET", i)
+		}
+	}
 }
