@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stellaops/tlog/internal/notekey"
 )
 
 // CheckpointText returns the body of a c2sp.org/tlog-checkpoint: origin,
@@ -67,14 +69,14 @@ type CheckpointSigner struct {
 // UTF-8 with no spaces and no '+' (tlog-checkpoint recommends a schema-less
 // URL such as "log.example.com/stella").
 func NewCheckpointSigner(origin string, key crypto.Signer) (*CheckpointSigner, error) {
-	if !validKeyName(origin) {
+	if !notekey.ValidName(origin) {
 		return nil, fmt.Errorf("checkpoint origin %q: must be non-empty with no spaces or '+' (it is also the note key name)", origin)
 	}
 	pub, ok := key.Public().(ed25519.PublicKey)
 	if !ok || len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("checkpoint key: want an Ed25519 key, got %T", key.Public())
 	}
-	return &CheckpointSigner{origin: origin, key: key, pub: pub, id: ed25519KeyID(origin, typeEd25519, pub)}, nil
+	return &CheckpointSigner{origin: origin, key: key, pub: pub, id: notekey.KeyID(origin, typeEd25519, pub)}, nil
 }
 
 // Origin returns the checkpoint origin (= key name).
@@ -83,7 +85,7 @@ func (s *CheckpointSigner) Origin() string { return s.origin }
 // VerifierKey returns the log's vkey, "<origin>+<hex key ID>+base64(0x01 ||
 // pub)": what witnesses and the tlog-policy "log" line are configured with.
 func (s *CheckpointSigner) VerifierKey() string {
-	return fmt.Sprintf("%s+%08x+%s", s.origin, s.id, base64.StdEncoding.EncodeToString(append([]byte{typeEd25519}, s.pub...)))
+	return notekey.VKey(s.origin, s.id, typeEd25519, s.pub)
 }
 
 // Name, KeyHash and Sign implement note.Signer.

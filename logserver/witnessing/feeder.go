@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/logserver/tree"
 )
 
@@ -829,7 +830,7 @@ func verifyCosignature(w *PolicyWitness, text, body []byte, now time.Time, skew 
 			return nil, fmt.Errorf("200 response line %s is not a signature line", snippet(line))
 		}
 		name, b64, ok := strings.Cut(strings.TrimSuffix(string(rest), "\n"), " ")
-		if !ok || !validKeyName(name) {
+		if !ok || !notekey.ValidName(name) {
 			return nil, fmt.Errorf("malformed signature line %s", snippet(line))
 		}
 		sig, err := base64.StdEncoding.DecodeString(b64)

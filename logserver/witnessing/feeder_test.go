@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/witness/cosig"
 )
 
@@ -269,7 +270,7 @@ func TestRestartLearnsSizeFrom409(t *testing.T) {
 
 // cosignLine makes a cosignature/v1 line by key named name over text at ts.
 func cosignLine(name string, key ed25519.PrivateKey, text []byte, ts uint64) []byte {
-	return cosignLineID(name, ed25519KeyID(name, typeCosignatureV1, key.Public().(ed25519.PublicKey)), key, text, ts)
+	return cosignLineID(name, notekey.KeyID(name, typeCosignatureV1, key.Public().(ed25519.PublicKey)), key, text, ts)
 }
 
 func cosignLineID(name string, id uint32, key ed25519.PrivateKey, text []byte, ts uint64) []byte {
@@ -309,7 +310,7 @@ func TestMisbehavingWitnessesIgnored(t *testing.T) {
 	}{
 		{"wrong key", func(w http.ResponseWriter, r *http.Request) {
 			text, _, _ := bytes.Cut(checkpointOf(r), []byte("\n\n"))
-			w.Write(cosignLineID(fname, ed25519KeyID(fname, typeCosignatureV1, good.Public().(ed25519.PublicKey)), wrong, append(text, '\n'), now))
+			w.Write(cosignLineID(fname, notekey.KeyID(fname, typeCosignatureV1, good.Public().(ed25519.PublicKey)), wrong, append(text, '\n'), now))
 		}, OutcomeBadResponse},
 		{"other text", func(w http.ResponseWriter, r *http.Request) {
 			text, _, _ := bytes.Cut(checkpointOf(r), []byte("\n\n"))

@@ -2,7 +2,6 @@ package witnessing
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,11 +12,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stellaops/tlog/internal/notekey"
 )
 
 // Signature types of signed-note verifier keys (c2sp.org/signed-note).
@@ -321,7 +320,7 @@ func splitVKey(vkey string) (name string, id uint32, typ byte, key []byte, err e
 	if !ok1 || !ok2 {
 		return "", 0, 0, nil, errors.New("not of the form <name>+<hex key ID>+<base64 key>")
 	}
-	if !validKeyName(name) {
+	if !notekey.ValidName(name) {
 		return "", 0, 0, nil, fmt.Errorf("invalid key name %q", name)
 	}
 	idb, err := hex.DecodeString(hexID)
@@ -333,19 +332,6 @@ func splitVKey(vkey string) (name string, id uint32, typ byte, key []byte, err e
 		return "", 0, 0, nil, errors.New("key is not valid base64")
 	}
 	return name, binary.BigEndian.Uint32(idb), raw[0], raw[1:], nil
-}
-
-func validKeyName(name string) bool {
-	return name != "" && utf8.ValidString(name) && strings.IndexFunc(name, unicode.IsSpace) < 0 && !strings.Contains(name, "+")
-}
-
-// ed25519KeyID is SHA-256(name || 0x0A || type || pub)[:4].
-func ed25519KeyID(name string, typ byte, pub []byte) uint32 {
-	h := sha256.New()
-	h.Write([]byte(name))
-	h.Write([]byte{'\n', typ})
-	h.Write(pub)
-	return binary.BigEndian.Uint32(h.Sum(nil))
 }
 
 func parseWitnessVKey(vkey string) (*PolicyWitness, error) {
@@ -365,7 +351,7 @@ func parseWitnessVKey(vkey string) (*PolicyWitness, error) {
 	if len(key) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("Ed25519 key is %d bytes, want 32", len(key))
 	}
-	if want := ed25519KeyID(name, typ, key); id != want {
+	if want := notekey.KeyID(name, typ, key); id != want {
 		return nil, fmt.Errorf("key ID %08x does not match the key (want %08x)", id, want)
 	}
 	v, err := fnote.NewVerifierForCosignatureV1(vkey)
@@ -386,7 +372,7 @@ func parseLogVKey(vkey string) (string, error) {
 		if len(key) != ed25519.PublicKeySize {
 			return "", fmt.Errorf("Ed25519 key is %d bytes, want 32", len(key))
 		}
-		if want := ed25519KeyID(name, typ, key); id != want {
+		if want := notekey.KeyID(name, typ, key); id != want {
 			return "", fmt.Errorf("key ID %08x does not match the key (want %08x)", id, want)
 		}
 	case typeECDSA:

@@ -22,34 +22,19 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/signer/keys"
 	"golang.org/x/mod/sumdb/note"
 )
 
-// Signature types of C2SP signed-note.
-const (
-	algEd25519       = 0x01
-	algECDSASHA256   = 0x02
-	algCosignatureV1 = 0x04
-)
-
 // ErrName reports a key name that signed notes do not allow.
 var ErrName = errors.New("note: key name must be non-empty and contain no spaces or '+'")
-
-func validName(name string) bool {
-	return name != "" && utf8.ValidString(name) && strings.IndexFunc(name, unicode.IsSpace) < 0 && !strings.Contains(name, "+")
-}
 
 type signer struct {
 	name string
@@ -80,13 +65,13 @@ func VerifierKey(name string, pub crypto.PublicKey) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return format(name, hash, alg, key), nil
+	return notekey.VKey(name, hash, alg, key), nil
 }
 
 // noteKey returns the key hash, signature type and encoded key of the
 // note signer for pub.
 func noteKey(name string, pub crypto.PublicKey) (hash uint32, alg byte, key []byte, err error) {
-	if !validName(name) {
+	if !notekey.ValidName(name) {
 		return 0, 0, nil, ErrName
 	}
 	a, err := keys.AlgorithmOf(pub)
@@ -96,14 +81,13 @@ func noteKey(name string, pub crypto.PublicKey) (hash uint32, alg byte, key []by
 	switch a {
 	case keys.Ed25519:
 		ed := pub.(ed25519.PublicKey)
-		return ed25519KeyHash(name, algEd25519, ed), algEd25519, ed, nil
+		return notekey.KeyID(name, notekey.Ed25519, ed), notekey.Ed25519, ed, nil
 	case keys.ECDSAP256:
 		der, err := x509.MarshalPKIXPublicKey(pub)
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		sum := sha256.Sum256(der)
-		return binary.BigEndian.Uint32(sum[:4]), algECDSASHA256, der, nil
+		return notekey.ECDSAKeyID(der), notekey.ECDSA, der, nil
 	}
 	return 0, 0, nil, fmt.Errorf("%w: %s", keys.ErrUnsupported, a)
 }
@@ -115,19 +99,19 @@ func CosignerVerifierKey(name string, pub crypto.PublicKey) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return format(name, hash, algCosignatureV1, ed), nil
+	return notekey.VKey(name, hash, notekey.CosignatureV1, ed), nil
 }
 
 // cosignerKey returns the cosignature/v1 key hash and Ed25519 key of pub.
 func cosignerKey(name string, pub crypto.PublicKey) (uint32, ed25519.PublicKey, error) {
-	if !validName(name) {
+	if !notekey.ValidName(name) {
 		return 0, nil, ErrName
 	}
 	ed, ok := pub.(ed25519.PublicKey)
 	if !ok || len(ed) != ed25519.PublicKeySize {
 		return 0, nil, fmt.Errorf("%w: cosignature/v1 needs an Ed25519 key, not %T", keys.ErrUnsupported, pub)
 	}
-	return ed25519KeyHash(name, algCosignatureV1, ed), ed, nil
+	return notekey.KeyID(name, notekey.CosignatureV1, ed), ed, nil
 }
 
 // NewCosigner returns a cosignature/v1 signer named name for the Ed25519
@@ -146,23 +130,11 @@ func NewCosigner(name string, k crypto.Signer, now func() time.Time) (note.Signe
 			return nil, errors.New("note: cosigned text must have at least three lines")
 		}
 		ts := uint64(now().Unix())
-		m := fmt.Appendf(nil, "cosignature/v1\ntime %d\n%s", ts, msg)
+		m := notekey.CosignatureMessage(msg, ts)
 		sig, err := keys.SignMessage(context.Background(), k, m)
 		if err != nil {
 			return nil, err
 		}
 		return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(sig)), ts), sig...), nil
 	}}, nil
-}
-
-func ed25519KeyHash(name string, alg byte, pub []byte) uint32 {
-	h := sha256.New()
-	h.Write([]byte(name))
-	h.Write([]byte{'\n', alg})
-	h.Write(pub)
-	return binary.BigEndian.Uint32(h.Sum(nil)[:4])
-}
-
-func format(name string, hash uint32, alg byte, key []byte) string {
-	return fmt.Sprintf("%s+%08x+%s", name, hash, base64.StdEncoding.EncodeToString(append([]byte{alg}, key...)))
 }

@@ -29,6 +29,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/witness/logkey"
 )
 
@@ -298,7 +299,7 @@ func (c *Config) setDefaults() {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if !logkey.ValidName(c.Name) {
+	if !notekey.ValidName(c.Name) {
 		bad("name %q: must be a non-empty key name without spaces or '+'", c.Name)
 	}
 	keysSet := 0

@@ -9,22 +9,19 @@
 package cosig
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/stellaops/tlog/witness/logkey"
+	"github.com/stellaops/tlog/internal/notekey"
 )
 
 // TypeCosignatureV1 is the signed-note type byte of Ed25519 cosignature/v1.
-const TypeCosignatureV1 byte = 0x04
+const TypeCosignatureV1 = notekey.CosignatureV1
 
 // ErrBadKey reports a key that is not a usable Ed25519 signing key.
 var ErrBadKey = errors.New("witness key is not an Ed25519 signer")
@@ -40,7 +37,7 @@ type Signer struct {
 
 // NewSigner returns a Signer for the cosigner name and an Ed25519 key.
 func NewSigner(name string, key crypto.Signer) (*Signer, error) {
-	if !logkey.ValidName(name) {
+	if !notekey.ValidName(name) {
 		return nil, fmt.Errorf("invalid cosigner name %q", name)
 	}
 	pub, ok := key.Public().(ed25519.PublicKey)
@@ -52,11 +49,7 @@ func NewSigner(name string, key crypto.Signer) (*Signer, error) {
 
 // KeyID returns SHA-256(name || 0x0A || 0x04 || pub)[:4] as a uint32.
 func KeyID(name string, pub ed25519.PublicKey) uint32 {
-	h := sha256.New()
-	h.Write([]byte(name))
-	h.Write([]byte{'\n', TypeCosignatureV1})
-	h.Write(pub)
-	return binary.BigEndian.Uint32(h.Sum(nil))
+	return notekey.KeyID(name, TypeCosignatureV1, pub)
 }
 
 // Name returns the cosigner name used in signature lines.
@@ -67,19 +60,13 @@ func (s *Signer) KeyID() uint32 { return s.keyID }
 
 // VerifierKey returns the witness vkey: name+hex(keyID)+base64(0x04 || pub).
 func (s *Signer) VerifierKey() string {
-	return fmt.Sprintf("%s+%08x+%s", s.name, s.keyID,
-		base64.StdEncoding.EncodeToString(append([]byte{TypeCosignatureV1}, s.pub...)))
+	return notekey.VKey(s.name, s.keyID, TypeCosignatureV1, s.pub)
 }
 
 // Message returns the cosignature/v1 signed message for a note text (the
 // checkpoint body with its final newline and without signature lines).
 func Message(text []byte, timestamp uint64) []byte {
-	var b bytes.Buffer
-	b.WriteString("cosignature/v1\ntime ")
-	b.WriteString(strconv.FormatUint(timestamp, 10))
-	b.WriteByte('\n')
-	b.Write(text)
-	return b.Bytes()
+	return notekey.CosignatureMessage(text, timestamp)
 }
 
 // Sign returns one signature line "— <name> <base64>\n" cosigning text at t.

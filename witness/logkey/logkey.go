@@ -22,17 +22,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode"
 
 	fnote "github.com/transparency-dev/formats/note"
+
+	"github.com/stellaops/tlog/internal/notekey"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -98,24 +97,10 @@ func split(vkey string) (name, id, b64 string, err error) {
 	if len(parts) != 3 {
 		return "", "", "", fmt.Errorf("%w: %q does not have the form name+keyid+base64", ErrInvalidKey, vkey)
 	}
-	if !ValidName(parts[0]) {
+	if !notekey.ValidName(parts[0]) {
 		return "", "", "", fmt.Errorf("%w: bad key name %q", ErrInvalidKey, parts[0])
 	}
 	return parts[0], parts[1], parts[2], nil
-}
-
-// ValidName reports whether name is a valid signed-note key name: non-empty,
-// valid UTF-8, without Unicode spaces, '+' or control characters.
-func ValidName(name string) bool {
-	if name == "" || !utfOK(name) {
-		return false
-	}
-	for _, r := range name {
-		if unicode.IsSpace(r) || r == '+' || r < 0x20 {
-			return false
-		}
-	}
-	return true
 }
 
 func utfOK(s string) bool {
@@ -124,7 +109,7 @@ func utfOK(s string) bool {
 
 // Ed25519VerifierKey returns the type 0x01 vkey of an Ed25519 log key.
 func Ed25519VerifierKey(name string, pub ed25519.PublicKey) (string, error) {
-	if !ValidName(name) {
+	if !notekey.ValidName(name) {
 		return "", fmt.Errorf("%w: bad key name %q", ErrInvalidKey, name)
 	}
 	return note.NewEd25519VerifierKey(name, pub)
@@ -133,7 +118,7 @@ func Ed25519VerifierKey(name string, pub ed25519.PublicKey) (string, error) {
 // ECDSAVerifierKey returns the type 0x02 vkey of a Rekor-style ECDSA log key:
 // name+hex(SHA-256(DER SPKI)[:4])+base64(0x02 || DER SPKI).
 func ECDSAVerifierKey(name string, pub *ecdsa.PublicKey) (string, error) {
-	if !ValidName(name) {
+	if !notekey.ValidName(name) {
 		return "", fmt.Errorf("%w: bad key name %q", ErrInvalidKey, name)
 	}
 	if !allowedCurve(pub.Curve) {
@@ -143,9 +128,7 @@ func ECDSAVerifierKey(name string, pub *ecdsa.PublicKey) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
-	h := sha256.Sum256(der)
-	id := binary.BigEndian.Uint32(h[:4])
-	return fmt.Sprintf("%s+%08x+%s", name, id, base64.StdEncoding.EncodeToString(append([]byte{TypeECDSA}, der...))), nil
+	return notekey.VKey(name, notekey.ECDSAKeyID(der), TypeECDSA, der), nil
 }
 
 // allowedCurve reports whether c is a curve signed-note allows for ECDSA.

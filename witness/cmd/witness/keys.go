@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/signer/keys"
 	"github.com/stellaops/tlog/signer/pkcs11"
@@ -30,7 +31,7 @@ func keygenCmd(args []string, stdout io.Writer) error {
 	if *name == "" || *out == "" {
 		return fmt.Errorf("%w: keygen needs -name and -out", errUsage)
 	}
-	if !logkey.ValidName(*name) {
+	if !notekey.ValidName(*name) {
 		return fmt.Errorf("%w: invalid name %q", errUsage, *name)
 	}
 	key, err := cosig.GenerateKeyFile(*out)
