@@ -63,3 +63,21 @@ func TestRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestExample keeps the documented example configuration valid (its DSN
+// file is replaced by one the test writes).
+func TestExample(t *testing.T) {
+	data, err := os.ReadFile("../logserver.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := filepath.Join(t.TempDir(), "dsn")
+	os.WriteFile(dsn, []byte("rekor:pw@tcp(127.0.0.1:3306)/rekor\n"), 0o600)
+	c, err := load(t, strings.Replace(string(data), "/run/secrets/rekor-dsn", dsn, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Key.Signer == nil || c.Witnessing.Origin != "rekor.stella.example/log" || c.Sequencer.Interval != 20*time.Millisecond {
+		t.Fatalf("example not loaded as written: %+v", c)
+	}
+}
