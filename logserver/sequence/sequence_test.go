@@ -68,6 +68,18 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{dsn: dsn, store: store.New(db), signer: key}
 }
 
+// embedded opens the embedded Trillian backend (treeID 0: a new tree),
+// closed when the test ends.
+func (f *fixture) embedded(t *testing.T, treeID int64, conns int) *sequence.Embedded {
+	t.Helper()
+	b, err := sequence.OpenEmbedded(context.Background(), f.dsn, treeID, conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
 func (f *fixture) open(t *testing.T, b sequence.Backend) *sequence.Log {
 	t.Helper()
 	l, err := sequence.Open(context.Background(), b, f.store, f.signer, sequence.Options{Hostname: "test", Interval: 10 * time.Millisecond})
@@ -103,11 +115,7 @@ func checkEntry(t *testing.T, l *sequence.Log, e store.Entry, h *sequence.Head) 
 func TestRecoverIntegratedButUnpublished(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	b, err := sequence.OpenEmbedded(ctx, f.dsn, 0, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := f.embedded(t, 0, 8)
 	var values, hashes [][]byte
 	for i := 0; i < 300; i++ {
 		v := []byte(fmt.Sprintf(`{"leaf":%d}`, i))
@@ -162,10 +170,7 @@ func TestRecoverIntegratedButUnpublished(t *testing.T) {
 func TestConcurrentAddsAndRestart(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	b, err := sequence.OpenEmbedded(ctx, f.dsn, 0, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := f.embedded(t, 0, 16)
 	l := f.open(t, b)
 	const n = 600
 	seen := make([]bool, n)
@@ -210,11 +215,7 @@ func TestConcurrentAddsAndRestart(t *testing.T) {
 	l.Close()
 	b.Close()
 
-	b2, err := sequence.OpenEmbedded(ctx, f.dsn, b.TreeID(), 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Close()
+	b2 := f.embedded(t, b.TreeID(), 8)
 	l2 := f.open(t, b2)
 	h2 := l2.Head()
 	if h2.Size != h.Size || h2.Root != h.Root {
@@ -346,11 +347,7 @@ func (s *badKeySigner) SignDigests(ctx context.Context, d [][sha256.Size]byte) (
 func TestSignerWithWrongKey(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	b, err := sequence.OpenEmbedded(ctx, f.dsn, 0, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := f.embedded(t, 0, 8)
 	bad, err := logkey.OpenFile(filepath.Join(t.TempDir(), "bad.pem"), true)
 	if err != nil {
 		t.Fatal(err)

@@ -4,18 +4,16 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/stellaops/tlog/internal/keyfile"
 	"github.com/stellaops/tlog/internal/notekey"
 )
 
@@ -116,43 +114,12 @@ func (s *CheckpointSigner) SignCheckpoint(size int64, root [32]byte) ([]byte, er
 // file is generated first (mode 0600, written to a temporary file and
 // renamed, so a crash never leaves a half-written key).
 func LoadOrCreateKey(path string, create bool) (ed25519.PrivateKey, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && create {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
-		if err != nil {
-			return nil, err
-		}
-		f, err := os.CreateTemp(filepath.Dir(path), ".tmp-key-*")
-		if err != nil {
-			return nil, err
-		}
-		defer os.Remove(f.Name())
-		if err := errors.Join(pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}), f.Sync(), f.Close()); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", path, err)
-		}
-		if err := os.Link(f.Name(), path); err != nil { // fails if another process created it meanwhile
-			return nil, fmt.Errorf("creating %s: %w", path, err)
-		}
-		return priv, nil
+	k, err := keyfile.LoadEd25519(path)
+	if !errors.Is(err, os.ErrNotExist) || !create {
+		return k, err
 	}
-	if err != nil {
-		return nil, err
+	if k, err = keyfile.CreateEd25519(path); errors.Is(err, os.ErrExist) {
+		return keyfile.LoadEd25519(path) // another process created it meanwhile
 	}
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("%s: no PEM \"PRIVATE KEY\" block", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: not an Ed25519 key (%T)", path, k)
-	}
-	return priv, nil
+	return k, err
 }
