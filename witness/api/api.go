@@ -3,7 +3,9 @@
 //	POST <submission prefix>/add-checkpoint           c2sp.org/tlog-witness
 //	GET  <monitoring prefix>/<hex SHA-256(origin)>/checkpoint
 //	GET  /healthz   the process serves HTTP
-//	GET  /readyz    the store answers and the server is not shutting down
+//	GET  /readyz    the store answers, the cosigning key is reachable (the
+//	                signer service, if it holds the key) and the server is
+//	                not shutting down
 //	GET  /metrics   Prometheus (unless served on a separate listener)
 //
 // The monitoring GET serves the last cosigned checkpoint of a log even after
@@ -15,6 +17,7 @@
 package api
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,6 +32,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stellaops/tlog/internal/c2sp"
+	"github.com/stellaops/tlog/witness/cosig"
 	"github.com/stellaops/tlog/witness/tlogwitness"
 )
 
@@ -48,18 +53,13 @@ const (
 	OutcomeConflict     = "conflict"
 	OutcomeInconsistent = "inconsistent"
 	OutcomeRateLimited  = "rate_limited"
+	OutcomeUnavailable  = "unavailable"
 	OutcomeError        = "error"
 )
-
-// Store is what readiness needs from the state database.
-type Store interface {
-	Ping() error
-}
 
 // Config holds what the handler needs.
 type Config struct {
 	Witness          *tlogwitness.Witness
-	Store            Store
 	Metrics          *Metrics
 	Logger           *slog.Logger
 	SubmissionPrefix string // e.g. "" or "/witness"; no trailing slash
@@ -111,9 +111,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	if err := s.cfg.Store.Ping(); err != nil {
-		s.cfg.Logger.ErrorContext(r.Context(), "readiness: store", slog.Any("error", err))
-		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+	if err := s.cfg.Witness.Ready(r.Context()); err != nil {
+		s.cfg.Logger.WarnContext(r.Context(), "not ready", slog.Any("error", err))
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	io.WriteString(w, "ok\n")
@@ -129,8 +129,8 @@ func (s *Server) addCheckpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	var res tlogwitness.Cosigned
 	if err == nil {
-		var req tlogwitness.Request
-		if req, err = tlogwitness.ParseRequest(body); err == nil {
+		var req c2sp.AddCheckpoint
+		if req, err = c2sp.ParseAddCheckpoint(body); err == nil {
 			res, err = s.cfg.Witness.AddCheckpoint(r.Context(), req)
 		}
 	}
@@ -171,14 +171,22 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var conflict *tlogwitness.ConflictError
 	var limited *tlogwitness.RateLimitError
+	var unavailable *cosig.UnavailableError
 	switch {
 	case errors.As(err, &conflict):
-		w.Header().Set("Content-Type", "text/x.tlog.size")
+		w.Header().Set("Content-Type", c2sp.SizeContentType)
 		w.WriteHeader(code)
-		io.WriteString(w, strconv.FormatUint(conflict.Size, 10)+"\n")
+		w.Write(c2sp.FormatSizeBody(conflict.Size))
 		return
 	case errors.As(err, &limited):
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(limited.RetryAfter.Seconds())), 10))
+		setRetryAfter(w, limited.RetryAfter)
+	case errors.As(err, &unavailable):
+		setRetryAfter(w, unavailable.RetryAfter)
+		s.cfg.Logger.WarnContext(r.Context(), "cannot cosign: the cosigning key is unavailable", slog.Any("error", err))
+		http.Error(w, "cosigning key temporarily unavailable", code)
+		return
+	case code == http.StatusServiceUnavailable:
+		setRetryAfter(w, cosig.DefaultRetryAfter)
 	}
 	if code == http.StatusInternalServerError {
 		s.cfg.Logger.ErrorContext(r.Context(), "request failed", slog.String("path", r.URL.Path), slog.Any("error", err))
@@ -190,12 +198,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	http.Error(w, err.Error(), code)
 }
 
+// setRetryAfter sets Retry-After in whole seconds, at least 1.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64(math.Ceil(d.Seconds()))), 10))
+}
+
 // statusOf maps an error of this service to its HTTP status and outcome label.
 func statusOf(err error) (int, string) {
 	var conflict *tlogwitness.ConflictError
 	var limited *tlogwitness.RateLimitError
 	var tooBig *http.MaxBytesError
+	var unavailable *cosig.UnavailableError
 	switch {
+	case errors.As(err, &unavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, OutcomeUnavailable
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge, OutcomeTooLarge
 	case errors.Is(err, tlogwitness.ErrMalformed), errors.Is(err, tlogwitness.ErrOldSize):

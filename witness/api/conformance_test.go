@@ -76,7 +76,7 @@ func (h *harness) start() {
 	}
 	h.st = st
 	w := tlogwitness.New(st, h.signer, tlogwitness.Options{Budgets: h.budgets})
-	h.api = api.New(api.Config{Witness: w, Store: st, ServeMetrics: true})
+	h.api = api.New(api.Config{Witness: w, ServeMetrics: true})
 	h.srv = httptest.NewServer(h.api)
 }
 
@@ -320,6 +320,11 @@ func TestConformance(t *testing.T) {
 			corrupt := corruptSignature(t, good, l.Signer.Name())
 			wantCode(t, h.post(testlog.Body(10, l.Proof(10, 12), corrupt)), http.StatusForbidden)
 
+			// A valid trusted line followed by a corrupt line with the same key
+			// name and ID (x/mod's note.Open would drop the second): 403.
+			validThenCorrupt := append(bytes.Clone(good), corruptLine(t, good, l.Signer.Name())...)
+			wantCode(t, h.post(testlog.Body(10, l.Proof(10, 12), validThenCorrupt)), http.StatusForbidden)
+
 			// 20 unknown signature lines before the trusted one are ignored: 200.
 			var extra []note.Signer
 			for i := 0; i < 20; i++ {
@@ -407,6 +412,25 @@ func corruptSignature(t *testing.T, signed []byte, name string) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// corruptLine returns signed's signature line of key name with a bit of
+// the signature flipped.
+func corruptLine(t *testing.T, signed []byte, name string) string {
+	t.Helper()
+	prefix := "— " + name + " "
+	for _, ln := range strings.SplitAfter(string(signed), "\n") {
+		if b64, ok := strings.CutPrefix(ln, prefix); ok {
+			raw, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(b64, "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw[len(raw)-5] ^= 0x40
+			return prefix + base64.StdEncoding.EncodeToString(raw) + "\n"
+		}
+	}
+	t.Fatal("no signature line to corrupt")
+	return ""
 }
 
 func TestSizeZero(t *testing.T) {
@@ -553,22 +577,29 @@ func TestRateLimit(t *testing.T) {
 	l := mustLog(t, "ed25519")
 	// Two requests, then one token per 1000 s.
 	h := newHarness(t, tlogwitness.NewTokenBuckets(tlogwitness.Budget{Rate: 0.001, Burst: 2}, nil), l)
-	l.Append(3)
-	cp := l.Checkpoint(3)
-	h.wantCosigned(t, h.post(testlog.Body(0, nil, cp)), l, cp)
-	h.wantCosigned(t, h.post(testlog.Body(3, nil, cp)), l, cp)
-	r := h.post(testlog.Body(3, nil, cp))
+	l.Append(5)
+	cp3, cp4 := l.Checkpoint(3), l.Checkpoint(4)
+	h.wantCosigned(t, h.post(testlog.Body(0, nil, cp3)), l, cp3)
+	// Requests that cannot advance the state are not charged: stale old
+	// sizes (409, e.g. a replay of the public checkpoint with old 0) and
+	// the same checkpoint again (answered with the stored cosignature).
+	for range 5 {
+		wantConflict(t, h.post(testlog.Body(0, nil, cp3)), 3)
+		h.wantCosigned(t, h.post(testlog.Body(3, nil, cp3)), l, cp3)
+	}
+	h.wantCosigned(t, h.post(l.Request(3, 4)), l, cp4)
+	r := h.post(l.Request(4, 5))
 	wantCode(t, r, http.StatusTooManyRequests)
 	ra, err := strconv.Atoi(r.hdr.Get("Retry-After"))
 	if err != nil || ra <= 0 {
 		t.Fatalf("Retry-After %q", r.hdr.Get("Retry-After"))
 	}
 	// Requests without a valid log signature are not charged: still 403.
-	forged, err := note.Sign(&note.Note{Text: l.Text(3, l.Root(3))}, otherEd25519Signer(t, l.Signer.Name()))
+	forged, err := note.Sign(&note.Note{Text: l.Text(5, l.Root(5))}, otherEd25519Signer(t, l.Signer.Name()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, h.post(testlog.Body(3, nil, forged)), http.StatusForbidden)
+	wantCode(t, h.post(testlog.Body(4, l.Proof(4, 5), forged)), http.StatusForbidden)
 }
 
 func TestMonitoringAndHealth(t *testing.T) {

@@ -39,7 +39,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 	}
 	reg.MustRegister(m.requests, m.cosignSeconds, m.treeSize)
 	for _, o := range []string{OutcomeOK, OutcomeMalformed, OutcomeTooLarge, OutcomeUnknownLog, OutcomeForbidden,
-		OutcomeConflict, OutcomeInconsistent, OutcomeRateLimited, OutcomeError} {
+		OutcomeConflict, OutcomeInconsistent, OutcomeRateLimited, OutcomeUnavailable, OutcomeError} {
 		m.requests.WithLabelValues(o)
 	}
 	return m

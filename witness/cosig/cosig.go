@@ -9,6 +9,7 @@
 package cosig
 
 import (
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -69,9 +70,12 @@ func Message(text []byte, timestamp uint64) []byte {
 	return notekey.CosignatureMessage(text, timestamp)
 }
 
+// Ready implements Cosigner: a key in this process is always there.
+func (s *Signer) Ready(context.Context) error { return nil }
+
 // Sign returns one signature line "— <name> <base64>\n" cosigning text at t.
 // The timestamp is t in whole seconds; it must be after the epoch.
-func (s *Signer) Sign(text []byte, t time.Time) ([]byte, error) {
+func (s *Signer) Sign(_ context.Context, text []byte, t time.Time) ([]byte, error) {
 	ts := t.Unix()
 	if ts <= 0 {
 		return nil, fmt.Errorf("cosignature timestamp %d is not positive", ts)

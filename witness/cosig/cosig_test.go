@@ -1,6 +1,7 @@
 package cosig_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -36,7 +37,7 @@ func TestSignVerifiesWithFormats(t *testing.T) {
 	}
 	for _, txt := range []string{text, text + "Timestamp: 1689748607742585419\n"} {
 		ts := time.Unix(1679315147, 0)
-		line, err := s.Sign([]byte(txt), ts)
+		line, err := s.Sign(context.Background(), []byte(txt), ts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +54,7 @@ func TestSignVerifiesWithFormats(t *testing.T) {
 			t.Fatal("cosignature verified on another checkpoint")
 		}
 	}
-	if _, err := s.Sign([]byte(text), time.Unix(0, 0)); err == nil {
+	if _, err := s.Sign(context.Background(), []byte(text), time.Unix(0, 0)); err == nil {
 		t.Fatal("signed with a zero timestamp")
 	}
 	if got := string(cosig.Message([]byte(text), 1679315147)); got != "cosignature/v1\ntime 1679315147\n"+text {

@@ -81,7 +81,7 @@ func TestRemoteThroughSigner(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := []byte("log.example/origin\n7\n" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
-	lines, err := r.Sign(text, time.Now())
+	lines, err := r.Sign(ctx, text, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

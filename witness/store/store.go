@@ -104,6 +104,10 @@ type Checkpoint struct {
 	// Note is the checkpoint as served to monitors: the note text, the log
 	// signatures the witness verified and the witness cosignature.
 	Note []byte `json:"note"`
+	// Cosignature is the witness's signature lines as answered for Note
+	// (empty in records written before it was kept), so an identical
+	// request can be answered again without signing.
+	Cosignature []byte `json:"cosignature,omitempty"`
 }
 
 // Store is an open state database. Its methods are safe for concurrent use.

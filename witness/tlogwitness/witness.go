@@ -2,19 +2,29 @@
 // and cosigns the checkpoints it accepts.
 //
 // For each request it checks, in the order of the spec: the origin is a
-// registered, enabled log (ErrUnknownLog); the note carries a valid signature
-// from one of the log's keys and no failing one (ErrUntrusted,
-// ErrBadSignature); the checkpoint text is well formed (ErrMalformed); the
-// log's budget allows it (*RateLimitError, so only log-signed requests are
-// charged); old ≤ size (ErrOldSize); old equals the size of the latest
-// cosigned checkpoint, 0 if none (*ConflictError); the tree is consistent
-// with it (ErrInconsistent: bad size-0 root, proof with old 0, different root
-// at the same size, failing proof). Then it
-// cosigns and stores the checkpoint with a compare-and-swap on the tree it
-// verified against (package store), and returns the cosignature only once
-// the store has made it durable. It therefore never cosigns two roots for one
-// size, nor a tree smaller than one it cosigned before, whatever the number
-// of concurrent requests or restarts.
+// registered, enabled log (ErrUnknownLog); every signature line of one of
+// the log's keys verifies and at least one does (ErrBadSignature,
+// ErrUntrusted); the checkpoint text is well formed (ErrMalformed); old ≤
+// size (ErrOldSize). Then, holding the log's lock (one decision per log at a
+// time, requests for different logs in parallel): old equals the size of the
+// latest cosigned checkpoint, 0 if none (*ConflictError); the tree is
+// consistent with it (ErrInconsistent: bad size-0 root, proof with old 0,
+// different root at the same size, failing proof); the log's budget allows
+// it (*RateLimitError). Only then is the cosigning key asked to sign
+// (*cosig.UnavailableError if it cannot), and the checkpoint is stored with
+// a compare-and-swap on the tree it verified against (package store); the
+// cosignature is returned only once the store has made it durable.
+//
+// So of N concurrent requests from the same old size exactly one is signed
+// and the others get 409 with the winner's size without reaching the
+// signer; only requests that would advance the log's state are charged to
+// its budget (replaying a public checkpoint cannot starve the log); and the
+// witness never cosigns two roots for one size, nor a tree smaller than one
+// it cosigned before, whatever the concurrency or restarts.
+//
+// A request repeating the latest cosigned checkpoint exactly (same note
+// text, old = its size) within ReuseCosignature of its cosignature gets the
+// stored cosignature again: no signature, no budget.
 package tlogwitness
 
 import (
@@ -32,6 +42,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/stellaops/tlog/internal/c2sp"
 	"github.com/stellaops/tlog/witness/cosig"
 	"github.com/stellaops/tlog/witness/logkey"
 	"github.com/stellaops/tlog/witness/store"
@@ -39,11 +50,11 @@ import (
 
 // Outcomes of add-checkpoint. The api package maps each to one HTTP status.
 var (
-	ErrMalformed    = errors.New("malformed request")                                                // 400
+	ErrMalformed    = c2sp.ErrMalformed                                                              // 400
 	ErrOldSize      = errors.New("old size is larger than the checkpoint size")                      // 400
 	ErrUnknownLog   = errors.New("unknown log origin")                                               // 404
-	ErrUntrusted    = errors.New("checkpoint has no valid signature from a trusted log key")         // 403
-	ErrBadSignature = errors.New("checkpoint has a failing signature from a trusted log key")        // 403
+	ErrUntrusted    = c2sp.ErrUntrusted                                                              // 403
+	ErrBadSignature = c2sp.ErrBadSignature                                                           // 403
 	ErrInconsistent = errors.New("checkpoint is not consistent with the latest cosigned checkpoint") // 422
 	ErrNoCheckpoint = errors.New("no cosigned checkpoint for this log")                              // 404 (monitoring)
 )
@@ -74,29 +85,41 @@ type Budgets interface {
 	Allow(origin string) (ok bool, retryAfter time.Duration)
 }
 
+// DefaultReuseCosignature is the default of Options.ReuseCosignature.
+const DefaultReuseCosignature = time.Minute
+
 // Witness is the add-checkpoint decision and cosigning engine.
 type Witness struct {
 	store   *store.Store
 	signer  cosig.Cosigner
 	budgets Budgets
+	reuse   time.Duration
 	now     func() time.Time
 	logger  *slog.Logger
 
 	mu        sync.Mutex
-	verifiers map[string]note.Verifier // by vkey
+	verifiers map[string]note.Verifier  // by vkey
+	locks     map[string]chan struct{} // by origin (registered logs only), a 1-slot semaphore
 }
 
 // Options configures New.
 type Options struct {
-	Budgets Budgets          // nil: unlimited
-	Now     func() time.Time // nil: time.Now
-	Logger  *slog.Logger     // nil: slog.Default()
+	Budgets Budgets // nil: unlimited
+	// ReuseCosignature is how long the stored cosignature of the latest
+	// checkpoint answers an identical request (0: DefaultReuseCosignature;
+	// negative: never, sign every request).
+	ReuseCosignature time.Duration
+	Now              func() time.Time // nil: time.Now
+	Logger           *slog.Logger     // nil: slog.Default()
 }
 
 // New returns a Witness over an open store and a cosigning key.
 func New(st *store.Store, signer cosig.Cosigner, opts Options) *Witness {
-	w := &Witness{store: st, signer: signer, budgets: opts.Budgets, now: opts.Now,
-		logger: opts.Logger, verifiers: make(map[string]note.Verifier)}
+	w := &Witness{store: st, signer: signer, budgets: opts.Budgets, reuse: opts.ReuseCosignature, now: opts.Now,
+		logger: opts.Logger, verifiers: make(map[string]note.Verifier), locks: make(map[string]chan struct{})}
+	if w.reuse == 0 {
+		w.reuse = DefaultReuseCosignature
+	}
 	if w.now == nil {
 		w.now = time.Now
 	}
@@ -110,17 +133,18 @@ func New(st *store.Store, signer cosig.Cosigner, opts Options) *Witness {
 type Cosigned struct {
 	Origin    string
 	Size      uint64
-	Signature []byte // one cosignature/v1 line, "— <name> <base64>\n"
+	Signature []byte // cosignature/v1 lines, "— <name> <base64>\n"
+	Reused    bool   // the stored cosignature of an identical request
 }
 
 // AddCheckpoint decides a parsed add-checkpoint request. On success the
 // cosigned checkpoint is durable and becomes the log's latest.
-func (w *Witness) AddCheckpoint(ctx context.Context, req Request) (Cosigned, error) {
+func (w *Witness) AddCheckpoint(ctx context.Context, req c2sp.AddCheckpoint) (Cosigned, error) {
 	origin, _, ok := bytes.Cut(req.Checkpoint, []byte("\n"))
 	if !ok || len(origin) == 0 {
 		return Cosigned{}, fmt.Errorf("%w: checkpoint has no origin line", ErrMalformed)
 	}
-	l, cur, err := w.store.State(string(origin))
+	l, _, err := w.store.State(string(origin))
 	if errors.Is(err, store.ErrLogNotFound) || err == nil && l.Disabled {
 		return Cosigned{}, fmt.Errorf("%w: %q", ErrUnknownLog, origin)
 	}
@@ -131,30 +155,30 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req Request) (Cosigned, err
 	if err != nil {
 		return Cosigned{}, err
 	}
-	n, err := note.Open(req.Checkpoint, note.VerifierList(vs...))
-	if err != nil {
-		var inv *note.InvalidSignatureError
-		var unv *note.UnverifiedNoteError
-		switch {
-		case errors.As(err, &inv):
-			return Cosigned{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
-		case errors.As(err, &unv):
-			return Cosigned{}, fmt.Errorf("%w: %v", ErrUntrusted, err)
-		default:
-			return Cosigned{}, fmt.Errorf("%w: checkpoint note: %v", ErrMalformed, err)
-		}
-	}
-	cp, err := ParseCheckpoint(n.Text)
+	n, err := c2sp.Open(req.Checkpoint, note.VerifierList(vs...))
 	if err != nil {
 		return Cosigned{}, err
 	}
-	if w.budgets != nil {
-		if ok, after := w.budgets.Allow(l.Origin); !ok {
-			return Cosigned{}, &RateLimitError{RetryAfter: after}
-		}
+	cp, err := c2sp.ParseCheckpoint(n.Text)
+	if err != nil {
+		return Cosigned{}, err
 	}
 	if req.OldSize > cp.Size {
 		return Cosigned{}, fmt.Errorf("%w: old %d, size %d", ErrOldSize, req.OldSize, cp.Size)
+	}
+
+	unlock, err := w.lock(ctx, l.Origin)
+	if err != nil {
+		return Cosigned{}, err
+	}
+	defer unlock()
+	// Read again under the lock: this is the state the decision is about.
+	l, cur, err := w.store.State(l.Origin)
+	if errors.Is(err, store.ErrLogNotFound) || err == nil && l.Disabled {
+		return Cosigned{}, fmt.Errorf("%w: %q", ErrUnknownLog, origin)
+	}
+	if err != nil {
+		return Cosigned{}, err
 	}
 	var prev store.Tree // size 0, nil hash: never cosigned
 	if cur != nil {
@@ -170,14 +194,23 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req Request) (Cosigned, err
 			slog.Any("error", err))
 		return Cosigned{}, err
 	}
+	if cur != nil && w.reusable(cur, n.Text) {
+		return Cosigned{Origin: l.Origin, Size: cp.Size, Signature: cur.Cosignature, Reused: true}, nil
+	}
+	if w.budgets != nil {
+		if ok, after := w.budgets.Allow(l.Origin); !ok {
+			return Cosigned{}, &RateLimitError{RetryAfter: after}
+		}
+	}
 
-	line, err := w.signer.Sign([]byte(n.Text), w.now())
+	line, err := w.signer.Sign(ctx, []byte(n.Text), w.now())
 	if err != nil {
 		return Cosigned{}, err
 	}
 	next := store.Checkpoint{
-		Tree: store.Tree{Size: cp.Size, Hash: cp.Hash},
-		Note: monitoringNote(n, line),
+		Tree:        store.Tree{Size: cp.Size, Hash: cp.Hash[:]},
+		Note:        monitoringNote(n, line),
+		Cosignature: line,
 	}
 	err = w.store.Replace(l.Origin, prev, next)
 	var conflict *store.ConflictError
@@ -195,12 +228,50 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req Request) (Cosigned, err
 	}
 }
 
+// lock takes the decision lock of a registered log's origin.
+func (w *Witness) lock(ctx context.Context, origin string) (unlock func(), err error) {
+	w.mu.Lock()
+	sem, ok := w.locks[origin]
+	if !ok {
+		sem = make(chan struct{}, 1)
+		w.locks[origin] = sem
+	}
+	w.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// reusable reports whether cur's stored cosignature answers a request for
+// the same note text: cur was cosigned over exactly text, less than
+// w.reuse ago.
+func (w *Witness) reusable(cur *store.Checkpoint, text string) bool {
+	if w.reuse < 0 || len(cur.Cosignature) == 0 || len(cur.Note) <= len(text) ||
+		string(cur.Note[:len(text)]) != text || cur.Note[len(text)] != '\n' {
+		return false
+	}
+	first, _, _ := bytes.Cut(cur.Cosignature, []byte("\n"))
+	_, _, sig, err := c2sp.ParseSignatureLine(first)
+	if err != nil {
+		return false
+	}
+	ts, err := c2sp.CosignatureTime(sig)
+	if err != nil {
+		return false
+	}
+	age := w.now().Sub(ts)
+	return age >= -time.Second && age < w.reuse
+}
+
 // checkConsistency applies the tlog-witness rules for a checkpoint against
 // the latest cosigned tree prev, given old == prev.Size ≤ cp.Size.
-func checkConsistency(prev store.Tree, prf [][]byte, cp Checkpoint) error {
+func checkConsistency(prev store.Tree, prf [][sha256.Size]byte, cp c2sp.Checkpoint) error {
 	hasher := rfc6962.DefaultHasher
 	switch {
-	case cp.Size == 0 && !bytes.Equal(cp.Hash, hasher.EmptyRoot()):
+	case cp.Size == 0 && !bytes.Equal(cp.Hash[:], hasher.EmptyRoot()):
 		return fmt.Errorf("%w: size 0 with a root that is not SHA-256(\"\")", ErrInconsistent)
 	case prev.Size == 0:
 		// The empty tree is consistent with every tree; handled here rather
@@ -214,12 +285,16 @@ func checkConsistency(prev store.Tree, prf [][]byte, cp Checkpoint) error {
 		if len(prf) != 0 {
 			return fmt.Errorf("%w: same size needs an empty proof, got %d lines", ErrInconsistent, len(prf))
 		}
-		if !bytes.Equal(prev.Hash, cp.Hash) {
+		if !bytes.Equal(prev.Hash, cp.Hash[:]) {
 			return fmt.Errorf("%w: different root at the cosigned size %d", ErrInconsistent, cp.Size)
 		}
 		return nil
 	default:
-		if err := proof.VerifyConsistency(hasher, prev.Size, cp.Size, prf, prev.Hash, cp.Hash); err != nil {
+		hashes := make([][]byte, len(prf))
+		for i := range prf {
+			hashes[i] = prf[i][:]
+		}
+		if err := proof.VerifyConsistency(hasher, prev.Size, cp.Size, hashes, prev.Hash, cp.Hash[:]); err != nil {
 			return fmt.Errorf("%w: consistency proof %d→%d: %v", ErrInconsistent, prev.Size, cp.Size, err)
 		}
 		return nil
@@ -269,6 +344,18 @@ func (w *Witness) Latest(id [sha256.Size]byte) ([]byte, error) {
 		return nil, err
 	}
 	return c.Note, nil
+}
+
+// Ready reports whether the witness can cosign: the store answers and the
+// cosigning key is reachable.
+func (w *Witness) Ready(ctx context.Context) error {
+	if err := w.store.Ping(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := w.signer.Ready(ctx); err != nil {
+		return fmt.Errorf("cosigning key: %w", err)
+	}
+	return nil
 }
 
 // Signer returns the witness cosigning key.

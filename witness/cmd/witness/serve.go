@@ -90,7 +90,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		Logger:  logger,
 	})
 	handler := api.New(api.Config{
-		Witness: w, Store: st, Metrics: metrics, Logger: logger,
+		Witness: w, Metrics: metrics, Logger: logger,
 		SubmissionPrefix: cfg.SubmissionPrefix, MonitoringPrefix: cfg.MonitoringPrefix,
 		MaxBodyBytes: cfg.MaxBodyBytes, ServeMetrics: cfg.MetricsListen == "",
 	})

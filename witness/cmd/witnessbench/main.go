@@ -113,7 +113,7 @@ func bench(ctx context.Context, o options) (result, error) {
 	}
 
 	w := tlogwitness.New(st, signer, tlogwitness.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	h := api.New(api.Config{Witness: w, Store: st})
+	h := api.New(api.Config{Witness: w})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return result{}, err
