@@ -98,7 +98,7 @@ type Witness struct {
 	logger  *slog.Logger
 
 	mu        sync.Mutex
-	verifiers map[string]note.Verifier  // by vkey
+	verifiers map[string]note.Verifier // by vkey
 	locks     map[string]chan struct{} // by origin (registered logs only), a 1-slot semaphore
 }
 
