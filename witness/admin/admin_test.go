@@ -22,7 +22,8 @@ func TestSocketRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	sock := filepath.Join(dir, "a.sock")
+	sock := filepath.Join(dir, "admin", "a.sock")
+	os.Mkdir(filepath.Dir(sock), 0o700)
 	os.WriteFile(sock, nil, 0o600)
 	if _, err := admin.Listen(sock); err == nil {
 		t.Fatal("Listen replaced a regular file")
@@ -68,5 +69,40 @@ func TestSocketRoundTrip(t *testing.T) {
 	got, err := st.Log(l.Origin)
 	if err != nil || !got.Disabled || got.VerifierKeys[0] != l.VKey {
 		t.Fatalf("store: %+v %v", got, err)
+	}
+}
+
+// TestSocketDirectory checks the socket is only created inside a directory
+// only its owner can enter: a missing one is created mode 0700, a shared
+// one (0755, 0770, 0711) is refused and left without a socket.
+func TestSocketDirectory(t *testing.T) {
+	base := t.TempDir()
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o755, 0o770, 0o711, 0o701} {
+		dir := filepath.Join(base, "shared"+mode.String())
+		if err := os.Mkdir(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(dir, mode) // despite the umask
+		sock := filepath.Join(dir, "admin.sock")
+		if ln, err := admin.Listen(sock); err == nil {
+			ln.Close()
+			t.Errorf("Listen in a directory of mode %v succeeded", mode)
+		}
+		if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("mode %v: a socket was created: %v", mode, err)
+		}
+	}
+	sock := filepath.Join(base, "new", "admin.sock")
+	ln, err := admin.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(filepath.Dir(sock))
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("created directory mode %v, %v; want 0700", fi.Mode(), err)
 	}
 }

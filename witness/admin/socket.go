@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/stellaops/tlog/witness/store"
@@ -87,10 +89,16 @@ func writeErr(w http.ResponseWriter, err error) {
 	json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Kind: kind})
 }
 
-// Listen creates the admin socket at path with mode 0600, replacing a stale
-// socket file. Call it only while holding the store (so no other server
-// owns the socket).
+// Listen creates the admin socket at path, replacing a stale socket file.
+// The socket's directory must be one only this process's user can enter
+// (owned by it, no group or other permission bits): Listen creates it mode
+// 0700 if missing and refuses any other, so no other local user can reach
+// the socket whatever its own mode (which is 0600 as well). Call it only
+// while holding the store (so no other server owns the socket).
 func Listen(path string) (net.Listener, error) {
+	if err := privateDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("admin socket %s exists and is not a socket", path)
@@ -108,6 +116,28 @@ func Listen(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+// privateDir makes sure dir exists, is a directory (not a symlink), is
+// owned by this process's user and has no group or other permissions.
+func privateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("directory %s has mode %04o: other users could reach the socket; use a directory of mode 0700", dir, perm)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("directory %s is owned by uid %d, not by the witness's uid %d", dir, st.Uid, os.Geteuid())
+	}
+	return nil
 }
 
 // Client is a Registry reached over the admin socket of a running server.

@@ -9,7 +9,7 @@
 //	key_file: /var/lib/witness/witness.key   # or pkcs11: {token_label: …, key_label: …, pin_file: …}
 //	db_file: /var/lib/witness/witness.db
 //	listen: ":7380"
-//	budget: {rate: 2, burst: 20}
+//	budget: {rate: 20, burst: 200}
 //	logs:
 //	  - origin: example.com/log
 //	    vkeys: ["example.com/log+a1b2c3d4+AeVs…"]
@@ -73,7 +73,10 @@ type Config struct {
 
 	// AdminSocket is the Unix socket on which the running server accepts the
 	// `witness logs ...` commands (the database is locked while it runs).
-	// Default: DBFile + ".sock".
+	// Default: DBFile + ".admin/socket". Its directory must be one only the
+	// witness's user can enter (owned by it, no group or other
+	// permissions): the server creates it mode 0700 if missing and refuses
+	// to start otherwise, so no other user can reach the socket.
 	AdminSocket string `yaml:"admin_socket"`
 
 	// Listen is the address of the public HTTP listener (add-checkpoint,
@@ -110,9 +113,16 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
 	// Budget is the default request budget of each log: a token bucket of
-	// Burst requests refilled at Rate per second. Requests over budget get
-	// 429 with Retry-After. Only requests carrying a valid log signature are
-	// charged. Default {rate: 1, burst: 30}.
+	// Burst requests refilled at Rate per second. Only requests that would
+	// advance the log's state are charged: a valid log signature, the
+	// right old size and a consistent tree, with a new size (or new note
+	// text) to cosign. Stale or replayed requests (409), refused ones
+	// (4xx) and repeats of the latest checkpoint are never charged, so
+	// nobody but the log itself can spend its budget. Requests over budget
+	// get 429 with Retry-After. Default {rate: 20, burst: 200}: twice the
+	// highest rate of this project's log feeder (one round per witness
+	// every 100 ms at most, logserver witnessing.min_interval), so it is
+	// never throttled.
 	Budget Budget `yaml:"budget"`
 
 	// Logs are the logs this witness cosigns. Each is stored in the database
@@ -274,7 +284,7 @@ func (c *Config) setDefaults() {
 		c.PKCS11.Module = DefaultPKCS11Module
 	}
 	if c.AdminSocket == "" && c.DBFile != "" {
-		c.AdminSocket = c.DBFile + ".sock"
+		c.AdminSocket = filepath.Join(c.DBFile+".admin", "socket")
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 256 << 10
@@ -285,7 +295,7 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, 120*time.Second)
 	def(&c.ShutdownTimeout, 10*time.Second)
 	if c.Budget == (Budget{}) {
-		c.Budget = Budget{Rate: 1, Burst: 30}
+		c.Budget = Budget{Rate: 20, Burst: 200}
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"

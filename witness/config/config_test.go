@@ -67,11 +67,11 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.KeyFile != filepath.Join(dir, "w.key") || c.DBFile != filepath.Join(dir, "state/w.db") ||
-		c.AdminSocket != filepath.Join(dir, "state/w.db.sock") {
+		c.AdminSocket != filepath.Join(dir, "state/w.db.admin/socket") {
 		t.Errorf("paths not resolved against the config dir: %q %q %q", c.KeyFile, c.DBFile, c.AdminSocket)
 	}
 	if c.Listen != ":7380" || c.ReadTimeout != 3*time.Second || c.ReadHeaderTimeout != 5*time.Second ||
-		c.MaxBodyBytes != 256<<10 || c.Budget.Rate != 1 || c.Budget.Burst != 30 || c.LogFormat != "json" {
+		c.MaxBodyBytes != 256<<10 || c.Budget.Rate != 20 || c.Budget.Burst != 200 || c.LogFormat != "json" {
 		t.Errorf("defaults: %+v", c)
 	}
 }
