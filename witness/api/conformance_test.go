@@ -34,8 +34,7 @@ const witnessName = "witness.test/w1"
 type harness struct {
 	t       testing.TB
 	dbPath  string
-	key     ed25519.PrivateKey
-	signer  *cosig.Signer
+	signer  cosig.Cosigner
 	budgets tlogwitness.Budgets
 	st      *store.Store
 	api     *api.Server
@@ -52,7 +51,13 @@ func newHarness(t testing.TB, budgets tlogwitness.Budgets, logs ...*testlog.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dbPath: filepath.Join(t.TempDir(), "witness.db"), key: key, signer: signer, budgets: budgets}
+	return newHarnessWith(t, signer, budgets, logs...)
+}
+
+// newHarnessWith is newHarness with the given cosigning key.
+func newHarnessWith(t testing.TB, signer cosig.Cosigner, budgets tlogwitness.Budgets, logs ...*testlog.Log) *harness {
+	t.Helper()
+	h := &harness{t: t, dbPath: filepath.Join(t.TempDir(), "witness.db"), signer: signer, budgets: budgets}
 	h.start()
 	for _, l := range logs {
 		h.addLog(l.Origin, l.VKey)
@@ -158,7 +163,7 @@ func wantConflict(t *testing.T, r response, size int64) {
 func (h *harness) wantCosigned(t *testing.T, r response, l *testlog.Log, checkpoint []byte) {
 	t.Helper()
 	wantCode(t, r, http.StatusOK)
-	if !strings.HasPrefix(r.body, "— "+witnessName+" ") || strings.Count(r.body, "\n") != 1 || !strings.HasSuffix(r.body, "\n") {
+	if !strings.HasPrefix(r.body, "— "+h.signer.Name()+" ") || strings.Count(r.body, "\n") != 1 || !strings.HasSuffix(r.body, "\n") {
 		t.Fatalf("response is not one signature line: %q", r.body)
 	}
 	verifyCosigned(t, append(bytes.Clone(checkpoint), r.body...), l, h.signer.VerifierKey())
