@@ -4,15 +4,14 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/stellaops/tlog/internal/c2sp"
 	"github.com/stellaops/tlog/internal/keyfile"
 	"github.com/stellaops/tlog/internal/notekey"
 )
@@ -21,31 +20,22 @@ import (
 // decimal size and base64 root hash, one per line, with no extension lines
 // (some witnesses cosign only the first three lines, so we never emit any).
 func CheckpointText(origin string, size int64, root [32]byte) string {
-	return origin + "\n" + strconv.FormatInt(size, 10) + "\n" + base64.StdEncoding.EncodeToString(root[:]) + "\n"
+	return c2sp.FormatCheckpoint(origin, uint64(size), root)
 }
 
 // parseCheckpointText parses the three lines of a checkpoint body; it
 // refuses extension lines, which this log never emits.
 func parseCheckpointText(text string) (origin string, size int64, root [32]byte, err error) {
-	lines := strings.SplitAfter(text, "\n")
-	if len(lines) != 4 || lines[3] != "" {
+	c, err := c2sp.ParseCheckpoint(text)
+	switch {
+	case err != nil:
+		return "", 0, root, fmt.Errorf("checkpoint: %w", err)
+	case len(c.Extensions) > 0:
 		return "", 0, root, errors.New("checkpoint: want exactly origin, size and root lines")
+	case c.Size > math.MaxInt64:
+		return "", 0, root, fmt.Errorf("checkpoint: size %d out of range", c.Size)
 	}
-	origin = strings.TrimSuffix(lines[0], "\n")
-	sz := strings.TrimSuffix(lines[1], "\n")
-	size, err = strconv.ParseInt(sz, 10, 64)
-	if err != nil || size < 0 || strconv.FormatInt(size, 10) != sz {
-		return "", 0, root, fmt.Errorf("checkpoint: bad size %q", sz)
-	}
-	h, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(lines[2], "\n"))
-	if err != nil || len(h) != 32 {
-		return "", 0, root, errors.New("checkpoint: bad root hash")
-	}
-	copy(root[:], h)
-	if origin == "" {
-		return "", 0, root, errors.New("checkpoint: empty origin")
-	}
-	return origin, size, root, nil
+	return c.Origin, int64(c.Size), c.Hash, nil
 }
 
 // CheckpointSigner signs C2SP checkpoints with the log's Ed25519 note key

@@ -4,16 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math"
-	"mime"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/logserver/tree"
 )
 
@@ -33,17 +26,25 @@ const (
 	DefaultMaxRetry       = 5 * time.Minute
 	DefaultMaxClockSkew   = 10 * time.Minute
 	DefaultQuorumGrace    = 250 * time.Millisecond
+	// DefaultMinInterval paces rounds: a witness gets at most one
+	// checkpoint per 100 ms (10/s) however fast the log publishes heads,
+	// a fifth of the witness's default budget of 20/s.
+	DefaultMinInterval = 100 * time.Millisecond
 )
 
-// maxProofLines is the most consistency-proof lines tlog-witness allows.
-const maxProofLines = 63
-
-// maxResponseBytes caps what is read of a witness response.
-const maxResponseBytes = 64 << 10
-
-// maxConflicts bounds 409-and-resend cycles within one exchange (another
-// feeder, e.g. a second logserver replica, may be racing us).
-const maxConflicts = 3
+// NoteSigner is the log a Feeder works for, as far as checkpoints go: its
+// origin, its note key's vkey and the signing of a checkpoint for a tree
+// head. CheckpointSigner (the logserver's Ed25519 note key) implements it;
+// any log with a C2SP checkpoint (e.g. a tiles log) can.
+type NoteSigner interface {
+	// Origin is the checkpoint origin line.
+	Origin() string
+	// VerifierKey is the vkey of the signatures SignCheckpoint makes.
+	VerifierKey() string
+	// SignCheckpoint returns the signed note of the checkpoint of the
+	// tree head (size, root) with origin Origin and no extension lines.
+	SignCheckpoint(size int64, root [32]byte) ([]byte, error)
+}
 
 // ProofFunc returns the RFC 6962 consistency proof from tree size old to
 // size n (0 < old < n), ordered as RFC 6962 / tlog-witness expect.
@@ -87,11 +88,12 @@ type Config struct {
 	// Policy lists the witnesses and the quorum. nil means no witnesses and
 	// quorum none: every head is published signed by the log alone.
 	Policy *Policy
-	// Signer signs the C2SP checkpoints (log's Ed25519 note key).
-	Signer *CheckpointSigner
+	// Signer signs the log's C2SP checkpoints (e.g. *CheckpointSigner).
+	Signer NoteSigner
 	// Proofs returns consistency proofs of the log's tree (see TreeProofs).
 	Proofs ProofFunc
-	// Store keeps every published checkpoint version.
+	// Store keeps every published checkpoint version and the last size of
+	// each witness.
 	Store Store
 	// Client sends the add-checkpoint requests. nil: a client with
 	// keep-alive that does not follow redirects.
@@ -107,6 +109,10 @@ type Config struct {
 	// MaxClockSkew is how far a cosignature timestamp may be from our
 	// clock (default 10m); outside it the cosignature is refused.
 	MaxClockSkew time.Duration
+	// MinInterval is the least time between two checkpoints sent to one
+	// witness after it cosigned (default DefaultMinInterval): heads that
+	// arrive meanwhile are coalesced into the next round.
+	MinInterval time.Duration
 	// QuorumGrace is how long a round waits, once the quorum is met, for
 	// the other witnesses before publishing (default 250ms); their
 	// cosignatures are published later as a new version of the same size.
@@ -138,8 +144,12 @@ type Config struct {
 // on and publishes whenever the others meet the quorum. Failures are logged
 // and counted; nothing here blocks the log's write path.
 //
-// The size each witness last accepted is kept in memory only: after a
-// restart the feeder sends "old 0" and learns the size from the 409.
+// The size each witness last cosigned (or reported in a 409) is saved in
+// the Store and loaded by New, so a restart sends the right old size at
+// once. A witness that reports a size larger than the log's is counted
+// (logserver_witness_ahead, outcome "ahead"), logged once per episode and
+// retried with backoff (asking with old 0, so it reports its size again);
+// it recovers when it is repaired or the log catches up.
 type Feeder struct {
 	cfg       Config
 	log       *slog.Logger
@@ -158,18 +168,6 @@ type Feeder struct {
 
 	pubMu  sync.Mutex
 	latest atomic.Pointer[Checkpoint]
-}
-
-type witnessState struct {
-	w      *PolicyWitness
-	addURL string
-	xmu    sync.Mutex // held for a whole exchange: one request at a time per witness
-
-	// Guarded by Feeder.mu.
-	size     int64 // last size the witness accepted or reported (0: unknown)
-	failures int
-	nextTry  time.Time
-	busy     bool // an exchange is in flight (possibly a straggler of an earlier round)
 }
 
 // target is a signed checkpoint being fed and its cosignatures.
@@ -210,6 +208,9 @@ func New(ctx context.Context, cfg Config) (*Feeder, error) {
 	if cfg.QuorumGrace <= 0 {
 		cfg.QuorumGrace = DefaultQuorumGrace
 	}
+	if cfg.MinInterval <= 0 {
+		cfg.MinInterval = DefaultMinInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -244,7 +245,7 @@ func New(ctx context.Context, cfg Config) (*Feeder, error) {
 			if cfg.Proofs == nil {
 				return nil, errors.New("witnessing: no consistency proof function")
 			}
-			f.witnesses = append(f.witnesses, &witnessState{w: w, addURL: w.URL + "/add-checkpoint"})
+			f.witnesses = append(f.witnesses, &witnessState{w: w, c: newClient(w, cfg.Client, cfg.RequestTimeout, cfg.MaxClockSkew)})
 			names = append(names, w.Name)
 		}
 	}
@@ -252,6 +253,16 @@ func New(ctx context.Context, cfg Config) (*Feeder, error) {
 	f.log.InfoContext(ctx, "C2SP checkpoint witnessing", slog.String("origin", cfg.Signer.Origin()),
 		slog.String("vkey", vkey), slog.Any("witnesses", names), slog.String("quorum", quorumName(cfg.Policy)))
 
+	if len(f.witnesses) > 0 {
+		sizes, err := cfg.Store.WitnessSizes(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("witnessing: loading the witnesses' sizes: %w", err)
+		}
+		for _, ws := range f.witnesses {
+			ws.size, ws.saved = sizes[ws.w.VKey], sizes[ws.w.VKey]
+			f.m.cosignedSize.WithLabelValues(ws.w.Name).Set(float64(ws.size))
+		}
+	}
 	st, err := cfg.Store.LatestCheckpoint(ctx)
 	switch {
 	case errors.Is(err, ErrNoCheckpoint):
@@ -592,274 +603,4 @@ func (f *Feeder) feed(ctx context.Context, t *target, ws []*witnessState, waitAl
 			return
 		}
 	}
-}
-
-// witnessError is a failed exchange with a witness.
-type witnessError struct {
-	outcome    string
-	retryAfter time.Duration // from Retry-After, 0 if none
-	err        error
-}
-
-func (e *witnessError) Error() string { return e.err.Error() }
-
-func werr(outcome string, format string, a ...any) *witnessError {
-	return &witnessError{outcome: outcome, err: fmt.Errorf(format, a...)}
-}
-
-// exchange feeds t to one witness, following 409s, and reports success.
-// It logs outside f.mu, so Update never waits for log output.
-func (f *Feeder) exchange(ctx context.Context, ws *witnessState, t *target) bool {
-	ws.xmu.Lock()
-	defer ws.xmu.Unlock()
-	line, err := f.exchangeLocked(ctx, ws, t)
-	now := time.Now()
-	f.mu.Lock()
-	if err == nil {
-		recovered := ws.failures
-		t.cosigs[ws] = line
-		ws.failures = 0
-		ws.nextTry = time.Time{}
-		if t.size > ws.size {
-			ws.size = t.size
-		}
-		size := ws.size
-		f.mu.Unlock()
-		f.m.up.WithLabelValues(ws.w.Name).Set(1)
-		f.m.cosignedSize.WithLabelValues(ws.w.Name).Set(float64(size))
-		if recovered > 0 {
-			f.log.InfoContext(ctx, "witness is back", slog.String("witness", ws.w.Name), slog.Int64("size", t.size),
-				slog.Int("failures", recovered))
-		}
-		return true
-	}
-	if ctx.Err() != nil {
-		f.mu.Unlock()
-		return false // shutting down: not the witness's fault
-	}
-	ws.failures++
-	failures := ws.failures
-	backoff := f.cfg.MinRetry << min(failures-1, 30)
-	if backoff <= 0 || backoff > f.cfg.MaxRetry {
-		backoff = f.cfg.MaxRetry
-	}
-	var we *witnessError
-	if errors.As(err, &we) && we.retryAfter > 0 {
-		backoff = min(max(we.retryAfter, f.cfg.MinRetry), f.cfg.MaxRetry)
-	}
-	ws.nextTry = now.Add(backoff)
-	f.mu.Unlock()
-	f.m.up.WithLabelValues(ws.w.Name).Set(0)
-	level := slog.LevelWarn
-	if errors.As(err, &we) && (we.outcome == OutcomeInconsistent || we.outcome == OutcomeBadResponse) {
-		level = slog.LevelError
-	}
-	f.log.Log(ctx, level, "witness did not cosign; the log carries on without it",
-		slog.String("witness", ws.w.Name), slog.String("url", ws.addURL), slog.Int64("size", t.size),
-		slog.Int("consecutive_failures", failures), slog.Duration("retry_in", backoff), slog.Any("error", err))
-	return false
-}
-
-func (f *Feeder) exchangeLocked(ctx context.Context, ws *witnessState, t *target) ([]byte, error) {
-	for conflicts := 0; ; {
-		f.mu.Lock()
-		old := ws.size
-		f.mu.Unlock()
-		if old > t.size {
-			return nil, f.count(ws, werr(OutcomeError, "witness is at size %d, beyond this checkpoint's %d (another feeder ahead of us, or a forked log)", old, t.size))
-		}
-		body, err := f.requestBody(ctx, old, t)
-		if err != nil {
-			return nil, f.count(ws, werr(OutcomeError, "building the request from size %d: %v", old, err))
-		}
-		status, hdr, resp, err := f.post(ctx, ws.addURL, body)
-		if err != nil {
-			return nil, f.count(ws, werr(OutcomeUnavailable, "%v", err))
-		}
-		switch {
-		case status == http.StatusOK:
-			line, err := verifyCosignature(ws.w, t.text, resp, time.Now(), f.cfg.MaxClockSkew)
-			if err != nil {
-				return nil, f.count(ws, werr(OutcomeBadResponse, "%v", err))
-			}
-			f.count(ws, &witnessError{outcome: OutcomeOK})
-			return line, nil
-		case status == http.StatusConflict:
-			size, err := parseSizeResponse(hdr, resp)
-			if err != nil {
-				return nil, f.count(ws, werr(OutcomeBadResponse, "409: %v", err))
-			}
-			if size == old {
-				return nil, f.count(ws, werr(OutcomeBadResponse, "409 reports size %d, the size we sent", size))
-			}
-			f.count(ws, &witnessError{outcome: OutcomeConflict})
-			f.log.DebugContext(ctx, "witness at another size; resending", slog.String("witness", ws.w.Name),
-				slog.Int64("sent_old", old), slog.Int64("witness_size", size))
-			f.mu.Lock()
-			ws.size = size
-			f.m.cosignedSize.WithLabelValues(ws.w.Name).Set(float64(size))
-			f.mu.Unlock()
-			if conflicts++; conflicts >= maxConflicts {
-				return nil, werr(OutcomeConflict, "still conflicting after %d resends (another feeder racing?)", conflicts)
-			}
-		case status == http.StatusTooManyRequests:
-			return nil, f.count(ws, &witnessError{outcome: OutcomeRateLimited, retryAfter: retryAfter(hdr),
-				err: fmt.Errorf("429 rate limited: %s", snippet(resp))})
-		case status == http.StatusUnprocessableEntity:
-			return nil, f.count(ws, werr(OutcomeInconsistent, "422: the witness finds the checkpoint inconsistent with size %d: %s", old, snippet(resp)))
-		case status >= 400 && status < 500:
-			return nil, f.count(ws, werr(OutcomeRejected, "%d %s: %s", status, http.StatusText(status), snippet(resp)))
-		default:
-			return nil, f.count(ws, &witnessError{outcome: OutcomeUnavailable, retryAfter: retryAfter(hdr),
-				err: fmt.Errorf("%d %s: %s", status, http.StatusText(status), snippet(resp))})
-		}
-	}
-}
-
-// count increments the request counter for the outcome of e and returns e
-// (nil for OutcomeOK/OutcomeConflict bookkeeping calls).
-func (f *Feeder) count(ws *witnessState, e *witnessError) error {
-	f.m.requests.WithLabelValues(ws.w.Name, e.outcome).Inc()
-	if e.err == nil {
-		return nil
-	}
-	return e
-}
-
-// requestBody builds the add-checkpoint body of c2sp.org/tlog-witness:
-// "old <size>", the consistency proof old→size (base64, one per line; none
-// when old is 0 or the size itself), an empty line, the signed checkpoint.
-func (f *Feeder) requestBody(ctx context.Context, old int64, t *target) ([]byte, error) {
-	var proof [][32]byte
-	if old > 0 && old < t.size {
-		var err error
-		if proof, err = f.cfg.Proofs(ctx, old, t.size); err != nil {
-			return nil, err
-		}
-		if len(proof) == 0 || len(proof) > maxProofLines {
-			return nil, fmt.Errorf("consistency proof %d→%d has %d hashes", old, t.size, len(proof))
-		}
-	}
-	var b bytes.Buffer
-	b.Grow(32 + 45*len(proof) + len(t.note))
-	b.WriteString("old " + strconv.FormatInt(old, 10) + "\n")
-	for _, h := range proof {
-		b.WriteString(base64.StdEncoding.EncodeToString(h[:]))
-		b.WriteByte('\n')
-	}
-	b.WriteByte('\n')
-	b.Write(t.note)
-	return b.Bytes(), nil
-}
-
-func (f *Feeder) post(ctx context.Context, url string, body []byte) (int, http.Header, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.RequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	req.Header.Set("User-Agent", "stella-logserver-witnessing/1")
-	resp, err := f.cfg.Client.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("reading the %d response: %w", resp.StatusCode, err)
-	}
-	return resp.StatusCode, resp.Header, data, nil
-}
-
-// parseSizeResponse parses a 409 body: Content-Type text/x.tlog.size,
-// "<decimal size>\n".
-func parseSizeResponse(hdr http.Header, body []byte) (int64, error) {
-	mt, _, err := mime.ParseMediaType(hdr.Get("Content-Type"))
-	if err != nil || mt != "text/x.tlog.size" {
-		return 0, fmt.Errorf("Content-Type %q, want text/x.tlog.size", hdr.Get("Content-Type"))
-	}
-	s := strings.TrimSuffix(string(body), "\n")
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || strconv.FormatInt(n, 10) != s {
-		return 0, fmt.Errorf("body %q is not a tree size", snippet(body))
-	}
-	return n, nil
-}
-
-func retryAfter(hdr http.Header) time.Duration {
-	s := hdr.Get("Retry-After")
-	if s == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(s); err == nil {
-		return time.Until(t)
-	}
-	return 0
-}
-
-func snippet(b []byte) string {
-	const max = 200
-	s := strings.TrimSpace(string(b))
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return strconv.Quote(s)
-}
-
-// verifyCosignature finds the witness's cosignature/v1 line in a 200
-// add-checkpoint response and verifies it over text. Lines of other keys
-// (e.g. the same witness's ML-DSA key) are ignored; a line of the witness's
-// key that does not verify, a zero timestamp or one farther than skew from
-// now is an error. It returns the line, newline included.
-func verifyCosignature(w *PolicyWitness, text, body []byte, now time.Time, skew time.Duration) ([]byte, error) {
-	if len(body) == 0 || body[len(body)-1] != '\n' {
-		return nil, fmt.Errorf("200 response %s is not newline-terminated signature lines", snippet(body))
-	}
-	var found []byte
-	for _, line := range bytes.SplitAfter(body, []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		rest, ok := bytes.CutPrefix(line, []byte("\u2014 "))
-		if !ok {
-			return nil, fmt.Errorf("200 response line %s is not a signature line", snippet(line))
-		}
-		name, b64, ok := strings.Cut(strings.TrimSuffix(string(rest), "\n"), " ")
-		if !ok || !notekey.ValidName(name) {
-			return nil, fmt.Errorf("malformed signature line %s", snippet(line))
-		}
-		sig, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(sig) < 5 {
-			return nil, fmt.Errorf("malformed signature line %s", snippet(line))
-		}
-		if name != w.KeyName || binary.BigEndian.Uint32(sig) != w.KeyID {
-			continue
-		}
-		sig = sig[4:]
-		if len(sig) != 8+64 {
-			return nil, fmt.Errorf("cosignature/v1 from %s has %d bytes, want 72", name, len(sig))
-		}
-		ts := binary.BigEndian.Uint64(sig)
-		if ts == 0 || ts > math.MaxInt64 {
-			return nil, fmt.Errorf("cosignature timestamp %d out of range", ts)
-		}
-		if d := time.Unix(int64(ts), 0).Sub(now); d > skew || d < -skew {
-			return nil, fmt.Errorf("cosignature timestamp %d is %v from our clock (max %v): clock skew?", ts, d.Round(time.Second), skew)
-		}
-		if !w.verifier.Verify(text, sig) {
-			return nil, fmt.Errorf("cosignature from %s+%08x does not verify over the checkpoint", name, w.KeyID)
-		}
-		if found == nil {
-			found = line
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("no cosignature from the policy key %s+%08x in the response", w.KeyName, w.KeyID)
-	}
-	return found, nil
 }

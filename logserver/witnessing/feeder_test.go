@@ -13,10 +13,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +27,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stellaops/tlog/internal/notekey"
@@ -219,7 +222,7 @@ func TestWitnessDownAndCatchUp(t *testing.T) {
 // After a restart the feeder knows no witness size: it sends old 0, learns
 // the size from the 409 (text/x.tlog.size) and resends with the proof from
 // there. The restarted feeder also serves the stored checkpoint at once.
-func TestRestartLearnsSizeFrom409(t *testing.T) {
+func TestRestartKeepsWitnessSizes(t *testing.T) {
 	e := newEnv(t)
 	w1 := startRealWitness(t, "w1.example", e.origin, e.signer.VerifierKey())
 	w2 := startRealWitness(t, "w2.example", e.origin, e.signer.VerifierKey())
@@ -233,8 +236,11 @@ func TestRestartLearnsSizeFrom409(t *testing.T) {
 	if before == nil || before.Size != 100 {
 		t.Fatalf("first feeder: %+v", before)
 	}
+	if got := e.store.sizes[w1.vkey]; got != 100 {
+		t.Fatalf("stored size of W1 %d, want 100", got)
+	}
 
-	f2 := e.feeder(t, policy) // "restart": same store, no memory of sizes
+	f2 := e.feeder(t, policy) // restart: same store
 	if l := f2.Latest(); l == nil || !bytes.Equal(l.Note, before.Note) || !slices.Equal(l.Cosigners, []string{"W1", "W2"}) || !l.QuorumMet {
 		t.Fatalf("restarted feeder serves %+v", l)
 	}
@@ -245,12 +251,21 @@ func TestRestartLearnsSizeFrom409(t *testing.T) {
 		t.Fatalf("after restart: %+v", cp)
 	}
 	for _, w := range []string{"W1", "W2"} {
-		if requests(t, f2, w, OutcomeConflict) != 1 || requests(t, f2, w, OutcomeOK) != 1 {
-			t.Errorf("%s: conflict %v ok %v, want 1 and 1", w, requests(t, f2, w, OutcomeConflict), requests(t, f2, w, OutcomeOK))
+		if requests(t, f2, w, OutcomeConflict) != 0 || requests(t, f2, w, OutcomeOK) != 1 {
+			t.Errorf("%s: conflict %v ok %v, want 0 and 1 (the stored size saves the 409)", w, requests(t, f2, w, OutcomeConflict), requests(t, f2, w, OutcomeOK))
 		}
 	}
 	if w1.size(t, e.origin) != 300 {
 		t.Fatal("witness not at 300")
+	}
+
+	// Without stored sizes (a new database), the 409 teaches the size.
+	e.store.sizes = nil
+	f3 := e.feeder(t, policy)
+	f3.Update(e.tree.grow(t, 320))
+	f3.step(ctx)
+	if cp := f3.Latest(); cp.Size != 320 || requests(t, f3, "W1", OutcomeConflict) != 1 {
+		t.Fatalf("without stored sizes: %+v, conflicts %v", cp, requests(t, f3, "W1", OutcomeConflict))
 	}
 
 	// A witness fed by someone else meanwhile (it is ahead of our memory):
@@ -263,9 +278,87 @@ func TestRestartLearnsSizeFrom409(t *testing.T) {
 	if cp := f2.Latest(); cp.Size != 400 || len(cp.Cosigners) != 2 {
 		t.Fatalf("after another feeder: %+v", cp)
 	}
-	if requests(t, f2, "W1", OutcomeConflict) != 2 {
-		t.Errorf("want a second conflict for W1")
+	if requests(t, f2, "W1", OutcomeConflict) != 1 {
+		t.Errorf("want a conflict for W1")
 	}
+}
+
+// A witness that reports a tree larger than the log's (here: the log's
+// database was restored from an older backup, same leaves) is counted,
+// logged once however often it is retried, does not hold back the other
+// witness, and recovers once the log is past its size again.
+func TestWitnessAheadReportedAndRecovers(t *testing.T) {
+	e := newEnv(t)
+	w1 := startRealWitness(t, "w1.example", e.origin, e.signer.VerifierKey())
+	w2 := startRealWitness(t, "w2.example", e.origin, e.signer.VerifierKey())
+	policy := policyText(e.signer.VerifierKey(), "1", w1.pw("W1"), w2.pw("W2"))
+	ctx := context.Background()
+	f := e.feeder(t, fmt.Sprintf("log %s\nwitness W1 %s %s\nquorum W1\n", e.signer.VerifierKey(), w1.vkey, w1.url))
+	f.Update(e.tree.grow(t, 60))
+	f.step(ctx)
+	if w1.size(t, e.origin) != 60 {
+		t.Fatal("W1 not at 60")
+	}
+
+	// The rolled-back log: same leaves, only 40 of them, no stored sizes.
+	e.tree, e.store = newTestTree(), &memStore{}
+	var logs bytes.Buffer
+	p, err := ParsePolicy([]byte(policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reg = prometheus.NewRegistry()
+	f2, err := New(ctx, Config{
+		Policy: p, Signer: e.signer, Proofs: TreeProofs(e.tree.t), Store: e.store,
+		MinRetry: time.Nanosecond, MaxRetry: time.Nanosecond, MinInterval: time.Nanosecond,
+		Logger: slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil)), Registerer: e.reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2.Update(e.tree.grow(t, 40))
+	for range 5 {
+		f2.step(ctx)
+	}
+	if cp := f2.Latest(); cp == nil || cp.Size != 40 || !slices.Equal(cp.Cosigners, []string{"W2"}) {
+		t.Fatalf("W2 alone must carry the log: %+v", cp)
+	}
+	if got := testutil.ToFloat64(f2.m.ahead.WithLabelValues("W1")); got != 1 {
+		t.Fatalf("logserver_witness_ahead{W1} = %v, want 1", got)
+	}
+	if got := requests(t, f2, "W1", OutcomeAhead); got < 5 {
+		t.Fatalf("ahead outcomes %v, want one per retry (5)", got)
+	}
+	if n := strings.Count(logs.String(), "witness reports a tree larger"); n != 1 {
+		t.Fatalf("%d log lines about the witness ahead over 5 retries, want 1:\n%s", n, logs.String())
+	}
+	if e.store.sizes[w1.vkey] != 60 {
+		t.Fatalf("stored W1 size %d, want the 60 it reported", e.store.sizes[w1.vkey])
+	}
+	// The log catches up past the witness: W1 cosigns again from 60.
+	f2.Update(e.tree.grow(t, 80))
+	f2.step(ctx)
+	if cp := f2.Latest(); cp.Size != 80 || !slices.Equal(cp.Cosigners, []string{"W1", "W2"}) {
+		t.Fatalf("after catching up: %+v", cp)
+	}
+	if got := testutil.ToFloat64(f2.m.ahead.WithLabelValues("W1")); got != 0 {
+		t.Fatalf("logserver_witness_ahead{W1} = %v after recovery, want 0", got)
+	}
+	if !strings.Contains(logs.String(), "witness is back") {
+		t.Fatalf("no recovery log line:\n%s", logs.String())
+	}
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }
 
 // cosignLine makes a cosignature/v1 line by key named name over text at ts.
@@ -364,7 +457,7 @@ func TestMisbehavingWitnessesIgnored(t *testing.T) {
 			w.Header().Set("Content-Type", "text/x.tlog.size")
 			w.WriteHeader(http.StatusConflict)
 			io.WriteString(w, "999999\n")
-		}, OutcomeError},
+		}, OutcomeAhead},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

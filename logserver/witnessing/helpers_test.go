@@ -33,7 +33,34 @@ import (
 type memStore struct {
 	mu       sync.Mutex
 	versions []StoredCheckpoint
+	sizes    map[string]int64
 	fail     atomic.Bool
+}
+
+func (s *memStore) WitnessSizes(ctx context.Context) (map[string]int64, error) {
+	if s.fail.Load() {
+		return nil, errors.New("database down")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.sizes))
+	for k, v := range s.sizes {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (s *memStore) SaveWitnessSize(ctx context.Context, vkey string, size int64) error {
+	if s.fail.Load() {
+		return errors.New("database down")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sizes == nil {
+		s.sizes = make(map[string]int64)
+	}
+	s.sizes[vkey] = size
+	return nil
 }
 
 func (s *memStore) SaveCheckpoint(ctx context.Context, size int64, root [32]byte, note []byte) error {
@@ -136,7 +163,7 @@ func startRealWitness(t *testing.T, name, origin, logVKey string) *realWitness {
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	w := tlogwitness.New(st, signer, tlogwitness.Options{Logger: quiet})
-	h := api.New(api.Config{Witness: w, Store: st, Logger: quiet})
+	h := api.New(api.Config{Witness: w, Logger: quiet})
 	rw := &realWitness{name: name, vkey: signer.VerifierKey(), st: st}
 	rw.srv = httptest.NewServer(http.HandlerFunc(func(wr http.ResponseWriter, r *http.Request) {
 		if rw.down.Load() {
@@ -220,7 +247,7 @@ func (e *env) feeder(t *testing.T, policy string) *Feeder {
 	e.reg = prometheus.NewRegistry()
 	f, err := New(context.Background(), Config{
 		Policy: p, Signer: e.signer, Proofs: TreeProofs(e.tree.t), Store: e.store,
-		MinRetry: time.Nanosecond, MaxRetry: time.Nanosecond, RequestTimeout: 30 * time.Second,
+		MinRetry: time.Nanosecond, MaxRetry: time.Nanosecond, MinInterval: time.Nanosecond, RequestTimeout: 30 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: e.reg,
 	})
 	if err != nil {

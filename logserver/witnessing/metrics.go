@@ -17,16 +17,18 @@ const (
 	OutcomeRateLimited  = "rate_limited" // 429
 	OutcomeUnavailable  = "unavailable"  // network error, timeout, 5xx
 	OutcomeBadResponse  = "bad_response" // 200 without a valid cosignature, malformed 409
-	OutcomeError        = "error"        // our side: proof, request building, witness ahead of us
+	OutcomeAhead        = "ahead"        // 409 with a size larger than the log's (fork? rolled-back database?)
+	OutcomeError        = "error"        // our side: proof, request building
 )
 
 var allOutcomes = []string{OutcomeOK, OutcomeConflict, OutcomeRejected, OutcomeInconsistent,
-	OutcomeRateLimited, OutcomeUnavailable, OutcomeBadResponse, OutcomeError}
+	OutcomeRateLimited, OutcomeUnavailable, OutcomeBadResponse, OutcomeAhead, OutcomeError}
 
 type metrics struct {
 	requests      *prometheus.CounterVec
 	cosignedSize  *prometheus.GaugeVec
 	up            *prometheus.GaugeVec
+	ahead         *prometheus.GaugeVec
 	quorumMet     prometheus.Gauge
 	publishedSize prometheus.Gauge
 	headSize      prometheus.Gauge
@@ -39,12 +41,14 @@ type metrics struct {
 func newMetrics(r prometheus.Registerer, witnesses []string) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logserver_witness_requests_total",
-			Help: "add-checkpoint requests to each witness by outcome (ok, conflict, rejected, inconsistent, rate_limited, unavailable, bad_response, error)."},
+			Help: "add-checkpoint requests to each witness by outcome (ok, conflict, rejected, inconsistent, rate_limited, unavailable, bad_response, ahead, error)."},
 			[]string{"witness", "outcome"}),
 		cosignedSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logserver_witness_cosigned_tree_size",
 			Help: "Largest tree size each witness cosigned for this log (policy witness name)."}, []string{"witness"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logserver_witness_up",
 			Help: "1 if the last add-checkpoint exchange with the witness produced a valid cosignature, else 0."}, []string{"witness"}),
+		ahead: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logserver_witness_ahead",
+			Help: "1 while the witness reports a tree larger than the log's (a fork, a rolled-back log database, or another log with our key): page."}, []string{"witness"}),
 		quorumMet: prometheus.NewGauge(prometheus.GaugeOpts{Name: "logserver_witness_quorum_met",
 			Help: "1 if the checkpoint fed in the last round met the tlog-policy quorum, else 0."}),
 		publishedSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "logserver_witness_published_tree_size",
@@ -64,11 +68,12 @@ func newMetrics(r prometheus.Registerer, witnesses []string) *metrics {
 		}
 		m.cosignedSize.WithLabelValues(w)
 		m.up.WithLabelValues(w)
+		m.ahead.WithLabelValues(w)
 	}
 	m.publishErrors.WithLabelValues("sign")
 	m.publishErrors.WithLabelValues("store")
 	if r != nil {
-		r.MustRegister(m.requests, m.cosignedSize, m.up, m.quorumMet, m.publishedSize, m.headSize, m.publishErrors, m.age)
+		r.MustRegister(m.requests, m.cosignedSize, m.up, m.ahead, m.quorumMet, m.publishedSize, m.headSize, m.publishErrors, m.age)
 	}
 	return m
 }

@@ -241,13 +241,15 @@ func TestReplayWhileFeeding(t *testing.T) {
 			}
 		}()
 	}
-	// The log: a new head every 10 ms for 3 s (100 heads/s).
+	// The log: a new head every 5 ms for 8 s, long enough for a feeder
+	// sending 60/s (what an unpaced one does here) to drain the default
+	// budget's burst of 200 at 20/s.
 	var last int64
-	for range 300 {
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); {
 		l.Append(3)
 		last = l.Size()
 		f.Update(witnessing.Head{Size: last, Root: [32]byte(l.Root(last))})
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for cp := f.Latest(); cp == nil || cp.Size != last || !cp.QuorumMet; cp = f.Latest() {
@@ -338,3 +340,9 @@ func (s *publishedStore) LatestCheckpoint(context.Context) (witnessing.StoredChe
 	}
 	return *s.last, nil
 }
+
+func (s *publishedStore) WitnessSizes(context.Context) (map[string]int64, error) {
+	return map[string]int64{}, nil
+}
+
+func (s *publishedStore) SaveWitnessSize(context.Context, string, int64) error { return nil }

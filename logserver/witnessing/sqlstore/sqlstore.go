@@ -1,6 +1,7 @@
 // Package sqlstore keeps the logserver's published C2SP checkpoints in
 // MySQL/MariaDB: it implements witnessing.Store on log_c2sp_checkpoints
-// (sql/logserver/002_c2sp_checkpoints.sql).
+// (sql/logserver/002_c2sp_checkpoints.sql) and the last size of each
+// witness on log_witness_sizes (sql/logserver/003_witness_sizes.sql).
 //
 // Contract: every SaveCheckpoint inserts one row, never updated or deleted,
 // so the table is the history of /checkpoint. One tree size may have several
@@ -10,6 +11,7 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -67,4 +69,38 @@ func (s *Store) LatestCheckpoint(ctx context.Context) (witnessing.StoredCheckpoi
 		}
 	}
 	return cp, nil
+}
+
+// WitnessSizes returns the stored size of every witness of the tree, by vkey.
+func (s *Store) WitnessSizes(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT witness_vkey, tree_size FROM log_witness_sizes WHERE tree_id = ?", s.treeID)
+	if err != nil {
+		return nil, fmt.Errorf("load witness sizes: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]int64)
+	for rows.Next() {
+		var vkey string
+		var size int64
+		if err := rows.Scan(&vkey, &size); err != nil {
+			return nil, fmt.Errorf("load witness sizes: %w", err)
+		}
+		out[vkey] = size
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load witness sizes: %w", err)
+	}
+	return out, nil
+}
+
+// SaveWitnessSize records the witness's size (insert or overwrite).
+func (s *Store) SaveWitnessSize(ctx context.Context, vkey string, size int64) error {
+	key := sha256.Sum256([]byte(vkey))
+	if _, err := s.db.ExecContext(ctx,
+		`INSERT INTO log_witness_sizes (tree_id, witness_key, witness_vkey, tree_size) VALUES (?,?,?,?)
+		 ON DUPLICATE KEY UPDATE tree_size = VALUES(tree_size), witness_vkey = VALUES(witness_vkey)`,
+		s.treeID, key[:], vkey, size); err != nil {
+		return fmt.Errorf("store witness size: %w", err)
+	}
+	return nil
 }

@@ -62,4 +62,24 @@ func TestStoreOnMariaDB(t *testing.T) {
 	if n != 4 {
 		t.Fatalf("%d versions kept, want 4", n)
 	}
+
+	// Witness sizes: per tree, overwritten, read back by vkey.
+	if sizes, err := s.WitnessSizes(ctx); err != nil || len(sizes) != 0 {
+		t.Fatalf("no witness sizes yet: %v %v", sizes, err)
+	}
+	for _, w := range []struct {
+		vkey string
+		size int64
+	}{{"w1+01020304+BAAA", 10}, {"w2+01020305+BAAB", 5}, {"w1+01020304+BAAA", 20}} {
+		if err := s.SaveWitnessSize(ctx, w.vkey, w.size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.SaveWitnessSize(ctx, "w1+01020304+BAAA", 99); err != nil {
+		t.Fatal(err)
+	}
+	sizes, err := s.WitnessSizes(ctx)
+	if err != nil || len(sizes) != 2 || sizes["w1+01020304+BAAA"] != 20 || sizes["w2+01020305+BAAB"] != 5 {
+		t.Fatalf("witness sizes %v %v", sizes, err)
+	}
 }
