@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +70,17 @@ type Remote struct {
 	failedAt time.Time // when lastErr happened
 	probedAt time.Time // last Ready probe, cached for probeEvery
 	probeErr error
+}
+
+// NewHTTPClient returns the HTTP client a Remote's signer client should
+// use: keep-alive connections for up to maxConns requests in flight (Go's
+// default keeps 2 idle connections per host, so under load most requests
+// would open a new connection), each call bounded by timeout.
+func NewHTTPClient(timeout time.Duration, maxConns int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = maxConns
+	tr.MaxIdleConns = maxConns
+	return &http.Client{Timeout: timeout, Transport: tr}
 }
 
 // probeEvery is how long a readiness probe of the signer is reused.

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 
@@ -56,7 +55,7 @@ func loadSigner(ctx context.Context, cfg *config.Config) (cosig.Cosigner, func()
 		if err != nil {
 			return nil, nil, fmt.Errorf("signer.token_file: %w", err)
 		}
-		c := client.New(sk.URL, strings.TrimSpace(string(tok)), &http.Client{Timeout: sk.Timeout})
+		c := client.New(sk.URL, strings.TrimSpace(string(tok)), cosig.NewHTTPClient(sk.Timeout, 256))
 		r, err := cosig.NewRemote(ctx, c, sk.Key, cfg.Name, sk.Timeout)
 		if err != nil {
 			return nil, nil, err

@@ -1,11 +1,17 @@
 // Command witnessbench measures add-checkpoint throughput and latency of a
 // witness with durable state: it starts a real witness (bbolt store with
 // fsync, HTTP on 127.0.0.1) in-process, registers -logs logs, pre-computes
-// their signed checkpoints and consistency proofs, then lets one client per
-// log advance its log -requests times, and reports requests/s and latency
-// percentiles.
+// their signed checkpoints and consistency proofs, then lets -c clients
+// advance the logs -requests times each (a log is advanced by one client
+// at a time, as its feeder would), and reports requests/s, latency
+// percentiles and every answer that was not 200 by status.
 //
-//	witnessbench -logs 8 -requests 250 -step 3 -dir /var/tmp
+// The witness cosigns with an Ed25519 key in the process, or, with
+// -signer-url, through a running signer service (as `make run` deploys it):
+//
+//	witnessbench -logs 50 -c 32 -requests 200
+//	witnessbench -logs 50 -c 32 -signer-url $SIGNER_URL -signer-token-file .run/secrets/witness-signer-token \
+//	    -signer-key witness -name stella.local/witness
 package main
 
 import (
@@ -16,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/witness/api"
 	"github.com/stellaops/tlog/witness/cosig"
 	"github.com/stellaops/tlog/witness/internal/testlog"
@@ -33,36 +41,62 @@ import (
 
 // options of one run.
 type options struct {
-	Logs     int    // concurrent logs, one client each
-	Requests int    // requests per log
-	Step     int    // leaves added between checkpoints
-	Rekor    bool   // ECDSA Rekor-style logs instead of Ed25519
-	Dir      string // directory for the database
+	Logs     int            // logs
+	Clients  int            // concurrent clients (0: one per log)
+	Requests int            // requests per log
+	Step     int            // leaves added between checkpoints
+	Rekor    bool           // ECDSA Rekor-style logs instead of Ed25519
+	Dir      string         // directory for the database
+	Cosigner cosig.Cosigner // nil: a fresh Ed25519 key in the process
 }
 
 // result of one run.
 type result struct {
 	Requests      int
-	Errors        int
+	Errors        int         // answers that were not 200, and transport errors
+	Statuses      map[int]int // answers that were not 200, by status (0: transport error)
 	Elapsed       time.Duration
 	P50, P99, Max time.Duration
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%d requests (%d not 200) in %v: %.0f req/s, p50 %v, p99 %v, max %v",
+	s := fmt.Sprintf("%d requests (%d not 200) in %v: %.0f req/s, p50 %v, p99 %v, max %v",
 		r.Requests, r.Errors, r.Elapsed.Round(time.Millisecond), float64(r.Requests)/r.Elapsed.Seconds(),
 		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond))
+	for _, code := range slices.Sorted(maps.Keys(r.Statuses)) {
+		s += fmt.Sprintf("; status %d: %d", code, r.Statuses[code])
+	}
+	return s
 }
 
 func main() {
 	var o options
-	flag.IntVar(&o.Logs, "logs", 8, "number of logs (one concurrent client each)")
+	var signerURL, tokenFile, key, name string
+	flag.IntVar(&o.Logs, "logs", 8, "number of logs")
+	flag.IntVar(&o.Clients, "c", 0, "concurrent clients (default: one per log)")
 	flag.IntVar(&o.Requests, "requests", 250, "add-checkpoint requests per log")
 	flag.IntVar(&o.Step, "step", 3, "leaves appended between consecutive checkpoints")
 	flag.BoolVar(&o.Rekor, "rekor", false, "use Rekor-style ECDSA logs")
 	flag.StringVar(&o.Dir, "dir", "", "directory for the state database (default: a temporary directory)")
+	flag.StringVar(&signerURL, "signer-url", "", "cosign through the signer service at this URL")
+	flag.StringVar(&tokenFile, "signer-token-file", "", "bearer token file of the witness tenant (with -signer-url)")
+	flag.StringVar(&key, "signer-key", "witness", "the signer's cosignature key (with -signer-url)")
+	flag.StringVar(&name, "name", "stella.local/witness", "the witness's cosigner name, the key's note name (with -signer-url)")
 	flag.Parse()
-	r, err := bench(context.Background(), o)
+	ctx := context.Background()
+	if signerURL != "" {
+		tok, err := os.ReadFile(tokenFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "witnessbench:", err)
+			os.Exit(1)
+		}
+		c := client.New(signerURL, strings.TrimSpace(string(tok)), cosig.NewHTTPClient(5*time.Second, 256))
+		if o.Cosigner, err = cosig.NewRemote(ctx, c, key, name, 5*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "witnessbench:", err)
+			os.Exit(1)
+		}
+	}
+	r, err := bench(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "witnessbench:", err)
 		os.Exit(1)
@@ -71,8 +105,11 @@ func main() {
 }
 
 func bench(ctx context.Context, o options) (result, error) {
-	if o.Logs < 1 || o.Requests < 1 || o.Step < 1 {
+	if o.Logs < 1 || o.Requests < 1 || o.Step < 1 || o.Clients < 0 {
 		return result{}, fmt.Errorf("logs, requests and step must be positive")
+	}
+	if o.Clients == 0 {
+		o.Clients = o.Logs
 	}
 	dir, err := os.MkdirTemp(o.Dir, "witnessbench-")
 	if err != nil {
@@ -84,10 +121,12 @@ func bench(ctx context.Context, o options) (result, error) {
 		return result{}, err
 	}
 	defer st.Close()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := cosig.NewSigner("bench.example/w", key)
-	if err != nil {
-		return result{}, err
+	signer := o.Cosigner
+	if signer == nil {
+		_, key, _ := ed25519.GenerateKey(rand.Reader)
+		if signer, err = cosig.NewSigner("bench.example/w", key); err != nil {
+			return result{}, err
+		}
 	}
 
 	// Logs and their pre-signed requests, so the timed part is the witness.
@@ -113,7 +152,7 @@ func bench(ctx context.Context, o options) (result, error) {
 	}
 
 	w := tlogwitness.New(st, signer, tlogwitness.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	h := api.New(api.Config{Witness: w})
+	h := api.New(api.Config{Witness: w, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return result{}, err
@@ -122,40 +161,61 @@ func bench(ctx context.Context, o options) (result, error) {
 	go srv.Serve(ln)
 	defer srv.Shutdown(ctx)
 	url := "http://" + ln.Addr().String() + "/add-checkpoint"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Logs}}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Clients}}
 
-	lat := make([][]time.Duration, o.Logs)
-	errs := make([]int, o.Logs)
+	// Logs wait in ready until a client takes one, sends its next request
+	// and puts it back: each log advances in order, o.Clients at a time.
+	ready := make(chan int, o.Logs)
+	next := make([]int, o.Logs)
+	for i := range o.Logs {
+		ready <- i
+	}
+	var mu sync.Mutex
+	var all []time.Duration
+	statuses := map[int]int{}
 	var wg sync.WaitGroup
+	var left sync.WaitGroup
+	left.Add(o.Logs * o.Requests)
+	go func() { left.Wait(); close(ready) }()
 	start := time.Now()
-	for i := range bodies {
+	for range o.Clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, b := range bodies[i] {
+			var lat []time.Duration
+			bad := map[int]int{}
+			for i := range ready {
+				b := bodies[i][next[i]]
+				next[i]++
 				t0 := time.Now()
-				resp, err := client.Post(url, "text/plain", strings.NewReader(string(b)))
-				if err != nil {
-					errs[i]++
-					continue
+				code := 0
+				if resp, err := hc.Post(url, "text/plain", strings.NewReader(string(b))); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				lat[i] = append(lat[i], time.Since(t0))
-				if resp.StatusCode != http.StatusOK {
-					errs[i]++
+				lat = append(lat, time.Since(t0))
+				if code != http.StatusOK {
+					bad[code]++
 				}
+				if next[i] < len(bodies[i]) {
+					ready <- i
+				}
+				left.Done()
 			}
+			mu.Lock()
+			all = append(all, lat...)
+			for c, n := range bad {
+				statuses[c] += n
+			}
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	r := result{Elapsed: time.Since(start)}
-	var all []time.Duration
-	for i := range lat {
-		all = append(all, lat[i]...)
-		r.Errors += errs[i]
+	r := result{Elapsed: time.Since(start), Requests: o.Logs * o.Requests, Statuses: statuses}
+	for _, n := range statuses {
+		r.Errors += n
 	}
-	r.Requests = o.Logs * o.Requests
 	if len(all) == 0 {
 		return r, fmt.Errorf("no request completed")
 	}
