@@ -12,7 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/stellaops/tlog/internal/durablefile"
 )
 
 // ErrInvalid reports a file that is not an Ed25519 PEM PKCS #8 key.
@@ -40,10 +41,10 @@ func LoadEd25519(path string) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-// CreateEd25519 generates a key and writes it to path, mode 0600: written
-// and fsynced under a temporary name, then linked into place, so a crash
-// never leaves a half-written key and an existing file is never replaced
-// (that fails with an error wrapping os.ErrExist).
+// CreateEd25519 generates a key and writes it to path, mode 0600, with
+// durablefile.Create: a crash never leaves a half-written key and an
+// existing file is never replaced (that fails with an error wrapping
+// os.ErrExist).
 func CreateEd25519(path string) (ed25519.PrivateKey, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -53,22 +54,8 @@ func CreateEd25519(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-key-*") // mode 0600
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(f.Name())
-	if err := errors.Join(pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}), f.Sync(), f.Close()); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Link(f.Name(), path); err != nil {
+	if err := durablefile.Create(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", path, err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return priv, d.Sync()
+	return priv, nil
 }
