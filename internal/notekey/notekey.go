@@ -1,7 +1,9 @@
-// Package notekey holds the C2SP signed-note key arithmetic every component
-// shares: key names, key IDs, verifier keys (vkeys) and the cosignature/v1
-// signed message. Signing and verifying stay with the callers (x/mod/sumdb
-// /note, transparency-dev/formats); this package only encodes.
+// Package notekey holds the C2SP signed-note keys every component shares:
+// key names, key IDs, verifier keys (vkeys: formatting, SplitVKey, and the
+// verifiers of log keys and witness cosignature/v1 keys built on x/mod's and
+// transparency-dev/formats' implementations) and the cosignature/v1 signed
+// message. Notes, checkpoints and the tlog-witness exchange are in package
+// c2sp.
 package notekey
 
 import (

@@ -64,7 +64,7 @@ func NewCheckpointSigner(origin string, key crypto.Signer) (*CheckpointSigner, e
 	if !ok || len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("checkpoint key: want an Ed25519 key, got %T", key.Public())
 	}
-	return &CheckpointSigner{origin: origin, key: key, pub: pub, id: notekey.KeyID(origin, typeEd25519, pub)}, nil
+	return &CheckpointSigner{origin: origin, key: key, pub: pub, id: notekey.KeyID(origin, notekey.Ed25519, pub)}, nil
 }
 
 // Origin returns the checkpoint origin (= key name).
@@ -73,7 +73,7 @@ func (s *CheckpointSigner) Origin() string { return s.origin }
 // VerifierKey returns the log's vkey, "<origin>+<hex key ID>+base64(0x01 ||
 // pub)": what witnesses and the tlog-policy "log" line are configured with.
 func (s *CheckpointSigner) VerifierKey() string {
-	return notekey.VKey(s.origin, s.id, typeEd25519, s.pub)
+	return notekey.VKey(s.origin, s.id, notekey.Ed25519, s.pub)
 }
 
 // Name, KeyHash and Sign implement note.Signer.

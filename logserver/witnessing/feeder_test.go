@@ -363,7 +363,7 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 
 // cosignLine makes a cosignature/v1 line by key named name over text at ts.
 func cosignLine(name string, key ed25519.PrivateKey, text []byte, ts uint64) []byte {
-	return cosignLineID(name, notekey.KeyID(name, typeCosignatureV1, key.Public().(ed25519.PublicKey)), key, text, ts)
+	return cosignLineID(name, notekey.KeyID(name, notekey.CosignatureV1, key.Public().(ed25519.PublicKey)), key, text, ts)
 }
 
 func cosignLineID(name string, id uint32, key ed25519.PrivateKey, text []byte, ts uint64) []byte {
@@ -403,7 +403,7 @@ func TestMisbehavingWitnessesIgnored(t *testing.T) {
 	}{
 		{"wrong key", func(w http.ResponseWriter, r *http.Request) {
 			text, _, _ := bytes.Cut(checkpointOf(r), []byte("\n\n"))
-			w.Write(cosignLineID(fname, notekey.KeyID(fname, typeCosignatureV1, good.Public().(ed25519.PublicKey)), wrong, append(text, '\n'), now))
+			w.Write(cosignLineID(fname, notekey.KeyID(fname, notekey.CosignatureV1, good.Public().(ed25519.PublicKey)), wrong, append(text, '\n'), now))
 		}, OutcomeBadResponse},
 		{"other text", func(w http.ResponseWriter, r *http.Request) {
 			text, _, _ := bytes.Cut(checkpointOf(r), []byte("\n\n"))

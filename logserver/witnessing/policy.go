@@ -2,9 +2,6 @@ package witnessing
 
 import (
 	"crypto/ed25519"
-	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,18 +10,9 @@ import (
 	"strconv"
 	"strings"
 
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stellaops/tlog/internal/notekey"
-)
-
-// Signature types of signed-note verifier keys (c2sp.org/signed-note).
-const (
-	typeEd25519       byte = 0x01
-	typeECDSA         byte = 0x02
-	typeCosignatureV1 byte = 0x04
-	typeMLDSA44       byte = 0x06
 )
 
 // maxPolicyBytes caps a policy file; real ones are a few KiB.
@@ -313,75 +301,21 @@ func parseURL(s string) (string, error) {
 	return strings.TrimRight(s, "/"), nil
 }
 
-// splitVKey splits "<name>+<hex id>+<base64(type || key)>".
-func splitVKey(vkey string) (name string, id uint32, typ byte, key []byte, err error) {
-	name, rest, ok1 := strings.Cut(vkey, "+")
-	hexID, b64, ok2 := strings.Cut(rest, "+")
-	if !ok1 || !ok2 {
-		return "", 0, 0, nil, errors.New("not of the form <name>+<hex key ID>+<base64 key>")
-	}
-	if !notekey.ValidName(name) {
-		return "", 0, 0, nil, fmt.Errorf("invalid key name %q", name)
-	}
-	idb, err := hex.DecodeString(hexID)
-	if err != nil || len(idb) != 4 {
-		return "", 0, 0, nil, fmt.Errorf("key ID %q is not 8 hex digits", hexID)
-	}
-	raw, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(raw) < 2 {
-		return "", 0, 0, nil, errors.New("key is not valid base64")
-	}
-	return name, binary.BigEndian.Uint32(idb), raw[0], raw[1:], nil
-}
-
 func parseWitnessVKey(vkey string) (*PolicyWitness, error) {
-	name, id, typ, key, err := splitVKey(vkey)
+	v, pub, err := notekey.CosignatureVerifier(vkey)
 	if err != nil {
 		return nil, err
 	}
-	switch typ {
-	case typeCosignatureV1:
-	case typeEd25519:
-		return nil, errors.New("type 0x01 is an Ed25519 log key; a witness needs its cosignature/v1 vkey (type 0x04)")
-	case typeMLDSA44:
-		return nil, errors.New("ML-DSA-44 (type 0x06) witness keys are not supported; use an Ed25519 cosignature/v1 vkey (type 0x04)")
-	default:
-		return nil, fmt.Errorf("signature type 0x%02x is not a cosignature/v1 key (want 0x04)", typ)
-	}
-	if len(key) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("Ed25519 key is %d bytes, want 32", len(key))
-	}
-	if want := notekey.KeyID(name, typ, key); id != want {
-		return nil, fmt.Errorf("key ID %08x does not match the key (want %08x)", id, want)
-	}
-	v, err := fnote.NewVerifierForCosignatureV1(vkey)
-	if err != nil {
-		return nil, err
-	}
-	return &PolicyWitness{KeyName: name, KeyID: id, verifier: v, pub: ed25519.PublicKey(key)}, nil
+	return &PolicyWitness{KeyName: v.Name(), KeyID: v.KeyHash(), verifier: v, pub: pub}, nil
 }
 
-// parseLogVKey checks a log vkey and returns its key material (type || key).
+// parseLogVKey checks a log vkey and returns its key material (type || key),
+// which identifies the key whatever its name.
 func parseLogVKey(vkey string) (string, error) {
-	name, id, typ, key, err := splitVKey(vkey)
-	if err != nil {
+	if _, err := notekey.LogVerifier(vkey); err != nil {
 		return "", err
 	}
-	switch typ {
-	case typeEd25519:
-		if len(key) != ed25519.PublicKeySize {
-			return "", fmt.Errorf("Ed25519 key is %d bytes, want 32", len(key))
-		}
-		if want := notekey.KeyID(name, typ, key); id != want {
-			return "", fmt.Errorf("key ID %08x does not match the key (want %08x)", id, want)
-		}
-	case typeECDSA:
-		if _, err := fnote.NewECDSAVerifier(vkey); err != nil {
-			return "", err
-		}
-	default:
-		return "", fmt.Errorf("signature type 0x%02x is not a log checkpoint key (want 0x01 Ed25519 or 0x02 ECDSA)", typ)
-	}
+	_, _, typ, key, _ := notekey.SplitVKey(vkey)
 	return string(append([]byte{typ}, key...)), nil
 }
 

@@ -156,7 +156,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"quorum arity", "quorum a b\n", 1, "want \"quorum <name|none>\""},
 		{"quorum undefined", "quorum W\n", 1, `quorum "W" is not a witness or group defined on an earlier line`},
 		{"quorum before witness", "quorum A\n" + w("A", k.w1), 1, `quorum "A" is not`},
-		{"log bad vkey", "log nonsense\nquorum none\n", 1, "log vkey: not of the form"},
+		{"log bad vkey", "log nonsense\nquorum none\n", 1, "is not of the form <name>+<hex key ID>+<base64 key>"},
 		{"log witness key", "log " + k.w1 + "\nquorum none\n", 1, "not a log checkpoint key"},
 		{"log bad url", "log " + k.log + " ftp://x\nquorum none\n", 1, "scheme must be http or https"},
 		{"log extra field", "log " + k.log + " https://x y\nquorum none\n", 1, "want \"log <vkey> [<url>]\""},

@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/stellaops/tlog/witness/logkey"
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/witness/store"
 )
 
@@ -51,7 +51,7 @@ type Local struct {
 
 // AddLog validates and stores a new log with source "admin".
 func (l *Local) AddLog(_ context.Context, origin string, vkeys []string) error {
-	if _, err := logkey.ParseLog(origin, vkeys); err != nil {
+	if _, err := notekey.LogVerifiers(origin, vkeys); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	now := time.Now

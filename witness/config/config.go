@@ -30,7 +30,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellaops/tlog/internal/notekey"
-	"github.com/stellaops/tlog/witness/logkey"
 )
 
 // ErrInvalid wraps every validation error.
@@ -375,7 +374,7 @@ func (c *Config) Validate() error {
 			bad("logs[%d]: origin %q listed twice", i, l.Origin)
 		}
 		seen[l.Origin] = true
-		if _, err := logkey.ParseLog(l.Origin, l.VKeys); err != nil {
+		if _, err := notekey.LogVerifiers(l.Origin, l.VKeys); err != nil {
 			bad("logs[%d] (%q): %v", i, l.Origin, err)
 		}
 		if l.Budget != nil {

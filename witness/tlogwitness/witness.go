@@ -43,8 +43,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stellaops/tlog/internal/c2sp"
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/witness/cosig"
-	"github.com/stellaops/tlog/witness/logkey"
 	"github.com/stellaops/tlog/witness/store"
 )
 
@@ -323,7 +323,7 @@ func (w *Witness) verifiersFor(l store.Log) ([]note.Verifier, error) {
 		v, ok := w.verifiers[k]
 		if !ok {
 			var err error
-			if v, err = logkey.Parse(k); err != nil {
+			if v, err = notekey.LogVerifier(k); err != nil {
 				return nil, fmt.Errorf("stored key of log %q: %w", l.Origin, err)
 			}
 			w.verifiers[k] = v

@@ -17,7 +17,6 @@ import (
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/witness/config"
 	"github.com/stellaops/tlog/witness/cosig"
-	"github.com/stellaops/tlog/witness/logkey"
 )
 
 func keygenCmd(args []string, stdout io.Writer) error {
@@ -132,7 +131,7 @@ func logVKeyCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", *pubPath, err)
 	}
-	vkey, err := logkey.VerifierKeyFromPublicKey(*name, pub)
+	vkey, err := notekey.VerifierKeyFromPublicKey(*name, pub)
 	if err != nil {
 		return err
 	}

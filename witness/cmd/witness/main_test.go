@@ -28,9 +28,9 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/witness/admin"
 	"github.com/stellaops/tlog/witness/internal/testlog"
-	"github.com/stellaops/tlog/witness/logkey"
 	"github.com/stellaops/tlog/witness/store"
 )
 
@@ -104,7 +104,7 @@ func TestLogVKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := logkey.ECDSAVerifierKey("rekor.example.com", &k.PublicKey)
+	want, _ := notekey.ECDSAVerifierKey("rekor.example.com", &k.PublicKey)
 	if strings.TrimSpace(out) != want {
 		t.Fatalf("log-vkey %q, want %q", out, want)
 	}

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/stellaops/tlog/witness/logkey"
+	"github.com/stellaops/tlog/internal/notekey"
 )
 
 // Log is an append-only tree plus a note signer. It is safe for concurrent use.
@@ -57,7 +57,7 @@ func NewRekor(host string, treeID int64) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	vkey, err := logkey.ECDSAVerifierKey(host, &k.PublicKey)
+	vkey, err := notekey.ECDSAVerifierKey(host, &k.PublicKey)
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,7 @@
-// Package logkey parses the verifier keys (vkeys) of the logs a witness
-// trusts and turns them into signed-note verifiers.
+package notekey
+
+// Verifiers of log checkpoint keys (what a witness trusts) and the vkeys of
+// log public keys.
 //
 // Two key types are accepted, both in the signed-note vkey form
 // <name>+<hex key ID>+<base64(type || key material)>:
@@ -16,7 +18,6 @@
 //
 // Other types (cosignatures, RFC 6962 STHs, ML-DSA) are refused: they are
 // not log checkpoint keys.
-package logkey
 
 import (
 	"crypto/ecdsa"
@@ -31,14 +32,7 @@ import (
 
 	fnote "github.com/transparency-dev/formats/note"
 
-	"github.com/stellaops/tlog/internal/notekey"
 	"golang.org/x/mod/sumdb/note"
-)
-
-// Signature type bytes of c2sp.org/signed-note.
-const (
-	TypeEd25519 byte = 0x01
-	TypeECDSA   byte = 0x02
 )
 
 // ErrInvalidKey reports a vkey that cannot be parsed or whose key ID does not
@@ -48,28 +42,43 @@ var ErrInvalidKey = errors.New("invalid verifier key")
 // ErrUnsupportedType reports a well-formed vkey of a type a log may not use.
 var ErrUnsupportedType = errors.New("unsupported verifier key type")
 
-// Parse returns a verifier for vkey, an Ed25519 (0x01) or ECDSA (0x02) log key.
-// Errors wrap ErrInvalidKey or ErrUnsupportedType.
-func Parse(vkey string) (note.Verifier, error) {
-	name, idHex, b64, err := split(vkey)
+// SplitVKey splits a vkey, "<name>+<hex key ID>+<base64(type || key)>",
+// checking the name, the key ID's form and the base64. Errors wrap
+// ErrInvalidKey.
+func SplitVKey(vkey string) (name string, id uint32, typ byte, key []byte, err error) {
+	name, rest, ok1 := strings.Cut(vkey, "+")
+	hexID, b64, ok2 := strings.Cut(rest, "+")
+	if !ok1 || !ok2 {
+		return "", 0, 0, nil, fmt.Errorf("%w: %q is not of the form <name>+<hex key ID>+<base64 key>", ErrInvalidKey, vkey)
+	}
+	if !ValidName(name) {
+		return "", 0, 0, nil, fmt.Errorf("%w: invalid key name %q", ErrInvalidKey, name)
+	}
+	n, err := strconv.ParseUint(hexID, 16, 32)
+	if err != nil || len(hexID) != 8 {
+		return "", 0, 0, nil, fmt.Errorf("%w: key ID %q is not 8 hex digits", ErrInvalidKey, hexID)
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
+	if err != nil || len(raw) < 2 {
+		return "", 0, 0, nil, fmt.Errorf("%w: key is not valid base64", ErrInvalidKey)
+	}
+	return name, uint32(n), raw[0], raw[1:], nil
+}
+
+// LogVerifier returns a verifier for vkey, an Ed25519 (0x01) or ECDSA
+// (0x02) log key. Errors wrap ErrInvalidKey or ErrUnsupportedType.
+func LogVerifier(vkey string) (note.Verifier, error) {
+	name, id, typ, material, err := SplitVKey(vkey)
 	if err != nil {
 		return nil, err
 	}
-	material, err := base64.StdEncoding.Strict().DecodeString(b64)
-	if err != nil || len(material) < 2 {
-		return nil, fmt.Errorf("%w: bad base64 key material in %q", ErrInvalidKey, vkey)
-	}
-	id, err := strconv.ParseUint(idHex, 16, 32)
-	if err != nil || len(idHex) != 8 {
-		return nil, fmt.Errorf("%w: key ID %q is not 8 hex digits", ErrInvalidKey, idHex)
-	}
 	var v note.Verifier
-	switch material[0] {
-	case TypeEd25519:
+	switch typ {
+	case Ed25519:
 		v, err = note.NewVerifier(vkey) // checks the key ID itself
-	case TypeECDSA:
+	case ECDSA:
 		var pub any
-		if pub, err = x509.ParsePKIXPublicKey(material[1:]); err == nil {
+		if pub, err = x509.ParsePKIXPublicKey(material); err == nil {
 			if k, ok := pub.(*ecdsa.PublicKey); !ok {
 				err = fmt.Errorf("SPKI holds a %T, not an ECDSA key", pub)
 			} else if !allowedCurve(k.Curve) {
@@ -80,27 +89,48 @@ func Parse(vkey string) (note.Verifier, error) {
 			v, err = fnote.NewECDSAVerifier(vkey) // checks the key ID itself
 		}
 	default:
-		return nil, fmt.Errorf("%w: type 0x%02x in %q (want 0x01 Ed25519 or 0x02 ECDSA)", ErrUnsupportedType, material[0], vkey)
+		return nil, fmt.Errorf("%w: type 0x%02x in %q is not a log checkpoint key (want 0x01 Ed25519 or 0x02 ECDSA)", ErrUnsupportedType, typ, vkey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrInvalidKey, vkey, err)
 	}
-	if v.Name() != name || v.KeyHash() != uint32(id) {
+	if v.Name() != name || v.KeyHash() != id {
 		return nil, fmt.Errorf("%w: %q: name or key ID mismatch", ErrInvalidKey, vkey)
 	}
 	return v, nil
 }
 
-// split cuts a vkey into its three parts and checks the name.
-func split(vkey string) (name, id, b64 string, err error) {
-	parts := strings.SplitN(vkey, "+", 3)
-	if len(parts) != 3 {
-		return "", "", "", fmt.Errorf("%w: %q does not have the form name+keyid+base64", ErrInvalidKey, vkey)
+// MLDSA44 is the signed-note type of ML-DSA-44 cosignatures (not supported).
+const MLDSA44 byte = 0x06
+
+// CosignatureVerifier parses a witness's cosignature/v1 vkey (type 0x04,
+// Ed25519, key ID checked) and returns its verifier and public key. Errors
+// wrap ErrInvalidKey or ErrUnsupportedType.
+func CosignatureVerifier(vkey string) (note.Verifier, ed25519.PublicKey, error) {
+	name, id, typ, key, err := SplitVKey(vkey)
+	if err != nil {
+		return nil, nil, err
 	}
-	if !notekey.ValidName(parts[0]) {
-		return "", "", "", fmt.Errorf("%w: bad key name %q", ErrInvalidKey, parts[0])
+	switch typ {
+	case CosignatureV1:
+	case Ed25519:
+		return nil, nil, fmt.Errorf("%w: type 0x01 is an Ed25519 log key; a witness needs its cosignature/v1 vkey (type 0x04)", ErrUnsupportedType)
+	case MLDSA44:
+		return nil, nil, fmt.Errorf("%w: ML-DSA-44 (type 0x06) witness keys are not supported; use an Ed25519 cosignature/v1 vkey (type 0x04)", ErrUnsupportedType)
+	default:
+		return nil, nil, fmt.Errorf("%w: signature type 0x%02x is not a cosignature/v1 key (want 0x04)", ErrUnsupportedType, typ)
 	}
-	return parts[0], parts[1], parts[2], nil
+	if len(key) != ed25519.PublicKeySize {
+		return nil, nil, fmt.Errorf("%w: Ed25519 key is %d bytes, want 32", ErrInvalidKey, len(key))
+	}
+	if want := KeyID(name, typ, key); id != want {
+		return nil, nil, fmt.Errorf("%w: key ID %08x does not match the key (want %08x)", ErrInvalidKey, id, want)
+	}
+	v, err := fnote.NewVerifierForCosignatureV1(vkey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	return v, ed25519.PublicKey(key), nil
 }
 
 func utfOK(s string) bool {
@@ -109,7 +139,7 @@ func utfOK(s string) bool {
 
 // Ed25519VerifierKey returns the type 0x01 vkey of an Ed25519 log key.
 func Ed25519VerifierKey(name string, pub ed25519.PublicKey) (string, error) {
-	if !notekey.ValidName(name) {
+	if !ValidName(name) {
 		return "", fmt.Errorf("%w: bad key name %q", ErrInvalidKey, name)
 	}
 	return note.NewEd25519VerifierKey(name, pub)
@@ -118,7 +148,7 @@ func Ed25519VerifierKey(name string, pub ed25519.PublicKey) (string, error) {
 // ECDSAVerifierKey returns the type 0x02 vkey of a Rekor-style ECDSA log key:
 // name+hex(SHA-256(DER SPKI)[:4])+base64(0x02 || DER SPKI).
 func ECDSAVerifierKey(name string, pub *ecdsa.PublicKey) (string, error) {
-	if !notekey.ValidName(name) {
+	if !ValidName(name) {
 		return "", fmt.Errorf("%w: bad key name %q", ErrInvalidKey, name)
 	}
 	if !allowedCurve(pub.Curve) {
@@ -128,7 +158,7 @@ func ECDSAVerifierKey(name string, pub *ecdsa.PublicKey) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
-	return notekey.VKey(name, notekey.ECDSAKeyID(der), TypeECDSA, der), nil
+	return VKey(name, ECDSAKeyID(der), ECDSA, der), nil
 }
 
 // allowedCurve reports whether c is a curve signed-note allows for ECDSA.
@@ -172,10 +202,10 @@ func CheckOrigin(origin string) error {
 	return nil
 }
 
-// ParseLog checks a log definition, an origin and one or more vkeys, and
+// LogVerifiers checks a log definition, an origin and one or more vkeys, and
 // returns the verifiers. Two vkeys with the same name and key ID are refused
 // (signed-note verifiers could not tell them apart).
-func ParseLog(origin string, vkeys []string) ([]note.Verifier, error) {
+func LogVerifiers(origin string, vkeys []string) ([]note.Verifier, error) {
 	if err := CheckOrigin(origin); err != nil {
 		return nil, err
 	}
@@ -189,7 +219,7 @@ func ParseLog(origin string, vkeys []string) ([]note.Verifier, error) {
 	seen := make(map[nameID]bool, len(vkeys))
 	vs := make([]note.Verifier, 0, len(vkeys))
 	for _, k := range vkeys {
-		v, err := Parse(k)
+		v, err := LogVerifier(k)
 		if err != nil {
 			return nil, err
 		}
