@@ -32,8 +32,8 @@ func TestSignVerifiesWithFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.KeyHash() != s.KeyID() || v.Name() != s.Name() {
-		t.Fatalf("formats key ID %08x, ours %08x", v.KeyHash(), s.KeyID())
+	if v.Name() != s.Name() {
+		t.Fatalf("formats name %q, ours %q", v.Name(), s.Name())
 	}
 	for _, txt := range []string{text, text + "Timestamp: 1689748607742585419\n"} {
 		ts := time.Unix(1679315147, 0)
@@ -56,9 +56,6 @@ func TestSignVerifiesWithFormats(t *testing.T) {
 	}
 	if _, err := s.Sign(context.Background(), []byte(text), time.Unix(0, 0)); err == nil {
 		t.Fatal("signed with a zero timestamp")
-	}
-	if got := string(cosig.Message([]byte(text), 1679315147)); got != "cosignature/v1\ntime 1679315147\n"+text {
-		t.Fatalf("message %q", got)
 	}
 }
 
