@@ -147,8 +147,15 @@ type SignerKey struct {
 	TokenFile string `yaml:"token_file"`
 	// Key is the key's name in the signer's configuration.
 	Key string `yaml:"key"`
-	// Timeout bounds one cosigning call. Default 5s.
+	// Timeout bounds one cosigning call, including the wait for one of the
+	// MaxInFlight slots. Default 5s.
 	Timeout time.Duration `yaml:"timeout"`
+	// MaxInFlight is the most cosigning calls the witness has in flight at
+	// once; more wait for a slot (requests for one log never overlap, so
+	// this bounds calls across logs). Keep it at most the witness tenant's
+	// quota.concurrency in the signer (default 16; make run sets 8), so
+	// the witness never causes the signer's concurrency pushback. Default 8.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // DefaultPKCS11Module is where Debian installs the SoftHSM2 module.
@@ -331,6 +338,12 @@ func (c *Config) Validate() error {
 		}
 		if c.Signer.Timeout < 0 {
 			bad("signer.timeout %v: must be positive", c.Signer.Timeout)
+		}
+		if c.Signer.MaxInFlight == 0 {
+			c.Signer.MaxInFlight = 8
+		}
+		if c.Signer.MaxInFlight < 0 {
+			bad("signer.max_in_flight %d: must be positive", c.Signer.MaxInFlight)
 		}
 	case c.PKCS11 != nil:
 		for _, err := range c.PKCS11.problems() {

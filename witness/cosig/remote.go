@@ -64,6 +64,7 @@ type Remote struct {
 	vkey    string // newest active version: what the witness advertises
 	verify  note.Verifiers
 	timeout time.Duration
+	slots   chan struct{} // one per call in flight
 
 	mu       sync.Mutex
 	lastErr  error     // the last Sign failure, nil after a success
@@ -88,12 +89,14 @@ const probeEvery = time.Second
 
 // NewRemote looks key up in the signer's published keys: it must have the
 // cosignature purpose, note name name and at least one active version.
-func NewRemote(ctx context.Context, c *client.Client, key, name string, timeout time.Duration) (*Remote, error) {
+// Each Sign takes at most timeout, waiting for the service included, and
+// at most maxInFlight calls are in flight at once (more wait).
+func NewRemote(ctx context.Context, c *client.Client, key, name string, timeout time.Duration, maxInFlight int) (*Remote, error) {
 	ks, err := c.Keys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("signer keys: %w", err)
 	}
-	r := &Remote{c: c, key: key, name: name, timeout: timeout}
+	r := &Remote{c: c, key: key, name: name, timeout: timeout, slots: make(chan struct{}, max(1, maxInFlight))}
 	var vs []note.Verifier
 	for _, k := range ks.Keys {
 		if k.Name != key {
@@ -131,6 +134,13 @@ func (r *Remote) VerifierKey() string { return r.vkey }
 func (r *Remote) Sign(ctx context.Context, text []byte, _ time.Time) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return nil, &UnavailableError{RetryAfter: DefaultRetryAfter,
+			Err: fmt.Errorf("no free signer slot within %v: %w", r.timeout, ctx.Err())}
+	}
 	resp, err := r.c.Cosign(ctx, r.key, string(text))
 	if err != nil {
 		return nil, r.failed(fmt.Errorf("signer cosignature: %w", err))

@@ -70,13 +70,13 @@ func TestRemoteThroughSigner(t *testing.T) {
 	defer func() { hs.Close(); srv.Close() }()
 	c := client.New(hs.URL, token, nil)
 
-	if _, err := cosig.NewRemote(ctx, c, "witness", "other.example/witness", time.Second); !errors.Is(err, cosig.ErrBadKey) {
+	if _, err := cosig.NewRemote(ctx, c, "witness", "other.example/witness", time.Second, 4); !errors.Is(err, cosig.ErrBadKey) {
 		t.Fatalf("misnamed key: %v, want ErrBadKey", err)
 	}
-	if _, err := cosig.NewRemote(ctx, c, "nope", "w.example/witness", time.Second); !errors.Is(err, cosig.ErrBadKey) {
+	if _, err := cosig.NewRemote(ctx, c, "nope", "w.example/witness", time.Second, 4); !errors.Is(err, cosig.ErrBadKey) {
 		t.Fatalf("unknown key: %v, want ErrBadKey", err)
 	}
-	r, err := cosig.NewRemote(ctx, c, "witness", "w.example/witness", 5*time.Second)
+	r, err := cosig.NewRemote(ctx, c, "witness", "w.example/witness", 5*time.Second, 4)
 	if err != nil {
 		t.Fatal(err)
 	}

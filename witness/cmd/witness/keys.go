@@ -55,7 +55,7 @@ func loadSigner(ctx context.Context, cfg *config.Config) (cosig.Cosigner, func()
 			return nil, nil, fmt.Errorf("signer.token_file: %w", err)
 		}
 		c := client.New(sk.URL, strings.TrimSpace(string(tok)), cosig.NewHTTPClient(sk.Timeout, 256))
-		r, err := cosig.NewRemote(ctx, c, sk.Key, cfg.Name, sk.Timeout)
+		r, err := cosig.NewRemote(ctx, c, sk.Key, cfg.Name, sk.Timeout, sk.MaxInFlight)
 		if err != nil {
 			return nil, nil, err
 		}

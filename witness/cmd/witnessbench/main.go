@@ -72,6 +72,7 @@ func (r result) String() string {
 func main() {
 	var o options
 	var signerURL, tokenFile, key, name string
+	var maxInFlight int
 	flag.IntVar(&o.Logs, "logs", 8, "number of logs")
 	flag.IntVar(&o.Clients, "c", 0, "concurrent clients (default: one per log)")
 	flag.IntVar(&o.Requests, "requests", 250, "add-checkpoint requests per log")
@@ -82,6 +83,7 @@ func main() {
 	flag.StringVar(&tokenFile, "signer-token-file", "", "bearer token file of the witness tenant (with -signer-url)")
 	flag.StringVar(&key, "signer-key", "witness", "the signer's cosignature key (with -signer-url)")
 	flag.StringVar(&name, "name", "stella.local/witness", "the witness's cosigner name, the key's note name (with -signer-url)")
+	flag.IntVar(&maxInFlight, "signer-max-in-flight", 8, "cosigning calls in flight at once (with -signer-url; the witness's signer.max_in_flight)")
 	flag.Parse()
 	ctx := context.Background()
 	if signerURL != "" {
@@ -91,7 +93,7 @@ func main() {
 			os.Exit(1)
 		}
 		c := client.New(signerURL, strings.TrimSpace(string(tok)), cosig.NewHTTPClient(5*time.Second, 256))
-		if o.Cosigner, err = cosig.NewRemote(ctx, c, key, name, 5*time.Second); err != nil {
+		if o.Cosigner, err = cosig.NewRemote(ctx, c, key, name, 5*time.Second, maxInFlight); err != nil {
 			fmt.Fprintln(os.Stderr, "witnessbench:", err)
 			os.Exit(1)
 		}

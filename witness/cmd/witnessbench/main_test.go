@@ -11,6 +11,8 @@ import (
 var (
 	throughSigner = flag.Bool("through-signer", false, "run TestThroughSigner: the load run through a real signer service (SoftHSM2, durable MariaDB)")
 	signerDurable = flag.Bool("signer-durable", true, "with -through-signer: the signer's audit MariaDB commits durably (as make run's)")
+	signerFlight  = flag.Int("signer-max-in-flight", 8, "with -through-signer: the witness's signer.max_in_flight")
+	signerHSM     = flag.Int("signer-sessions", 4, "with -through-signer: the signer's PKCS#11 sessions")
 )
 
 // TestBenchSmall runs the load tool on a few requests: every request must be
@@ -38,7 +40,7 @@ func TestThroughSigner(t *testing.T) {
 	if !*throughSigner {
 		t.Skip("needs -through-signer")
 	}
-	sg := testsigner.Start(t, testsigner.Options{Durable: *signerDurable, Sessions: 4})
+	sg := testsigner.Start(t, testsigner.Options{Durable: *signerDurable, Sessions: *signerHSM, MaxInFlight: *signerFlight})
 	// Baseline: the same run with the key in the process.
 	base, err := bench(context.Background(), options{Logs: 50, Clients: 32, Requests: 200, Step: 3, Dir: t.TempDir()})
 	if err != nil {
@@ -54,7 +56,7 @@ func TestThroughSigner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("logs %d, c %d, through the signer: %v (signer audit rows so far %d)", o.Logs, o.Clients, r, sg.AuditRows(t))
+		t.Logf("logs %d, c %d, through the signer (max in flight %d, %d HSM sessions, durable audit %v): %v (signer audit rows so far %d)", o.Logs, o.Clients, *signerFlight, *signerHSM, *signerDurable, r, sg.AuditRows(t))
 		t.Logf("signer, cumulative: %s", sg.Breakdown(t))
 		if r.Errors != 0 {
 			t.Errorf("%d requests not cosigned: %v", r.Errors, r.Statuses)

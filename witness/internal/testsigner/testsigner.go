@@ -43,6 +43,9 @@ type Options struct {
 	Quota    server.QuotaConfig // the witness tenant's quota; zero: generous (no pushback)
 	Sessions int                // PKCS#11 sessions; default 4
 	Durable  bool               // MariaDB with durable commits (benchmarks)
+	// MaxInFlight is the witness's cosigning calls in flight (Remote);
+	// default 8, the witness's default.
+	MaxInFlight int
 }
 
 // Signer is a running signer service.
@@ -50,6 +53,7 @@ type Signer struct {
 	URL      string
 	NoteName string
 	Audit    *sql.DB // the audit database (SELECT COUNT(*) FROM signer_audit)
+	inFlight int
 	srv      *server.Server
 	hs       *http.Server
 	ln       net.Listener
@@ -65,6 +69,9 @@ func Start(t testing.TB, o Options) *Signer {
 	}
 	if o.Sessions == 0 {
 		o.Sessions = 4
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = 8
 	}
 	if o.Quota == (server.QuotaConfig{}) {
 		o.Quota = server.QuotaConfig{RPS: 100000, Burst: 100000, Concurrency: 256}
@@ -107,7 +114,7 @@ func Start(t testing.TB, o Options) *Signer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Signer{NoteName: o.NoteName, Audit: db, srv: srv}
+	s := &Signer{NoteName: o.NoteName, Audit: db, srv: srv, inFlight: o.MaxInFlight}
 	s.serve(t, "127.0.0.1:0")
 	t.Cleanup(func() {
 		s.Stop()
@@ -150,7 +157,7 @@ func (s *Signer) Client() *client.Client {
 // Remote returns the witness's cosigner through this signer.
 func (s *Signer) Remote(t testing.TB) *cosig.Remote {
 	t.Helper()
-	r, err := cosig.NewRemote(context.Background(), s.Client(), Key, s.NoteName, 5*time.Second)
+	r, err := cosig.NewRemote(context.Background(), s.Client(), Key, s.NoteName, 5*time.Second, s.inFlight)
 	if err != nil {
 		t.Fatal(err)
 	}
