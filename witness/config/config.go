@@ -119,9 +119,9 @@ type Config struct {
 	// (4xx) and repeats of the latest checkpoint are never charged, so
 	// nobody but the log itself can spend its budget. Requests over budget
 	// get 429 with Retry-After. Default {rate: 20, burst: 200}: twice the
-	// highest rate of this project's log feeder (one round per witness
-	// every 100 ms at most, logserver witnessing.min_interval), so it is
-	// never throttled.
+	// highest rate of this project's log feeder (at most one checkpoint
+	// per witness every 100 ms, logserver/witnessing.DefaultMinInterval),
+	// so it is never throttled.
 	Budget Budget `yaml:"budget"`
 
 	// Logs are the logs this witness cosigns. Each is stored in the database
