@@ -138,7 +138,8 @@ func (s *Server) addCheckpoint(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.cfg.Logger.DebugContext(r.Context(), "cosigned", slog.String("origin", res.Origin), slog.Uint64("size", res.Size))
+	s.cfg.Logger.DebugContext(r.Context(), "cosigned", slog.String("origin", res.Origin), slog.Uint64("size", res.Size),
+		slog.Bool("reused", res.Reused))
 	s.cfg.Metrics.requests.WithLabelValues(OutcomeOK).Inc()
 	s.cfg.Metrics.cosignSeconds.Observe(time.Since(start).Seconds())
 	s.cfg.Metrics.treeSize.WithLabelValues(res.Origin).Set(float64(res.Size))
