@@ -66,10 +66,11 @@ type Remote struct {
 	timeout time.Duration
 	slots   chan struct{} // one per call in flight
 
-	mu       sync.Mutex
-	lastErr  error     // the last Sign failure, nil after a success
-	failedAt time.Time // when lastErr happened
-	probedAt time.Time // last Ready probe, cached for probeEvery
+	probeMu  sync.Mutex // one readiness probe at a time
+	mu       sync.Mutex // guards the fields below, never held across a call
+	lastErr  error      // the last Sign failure, nil after a success
+	failedAt time.Time  // when lastErr happened
+	probedAt time.Time  // last Ready probe, cached for probeEvery
 	probeErr error
 }
 
@@ -181,18 +182,25 @@ func (r *Remote) failed(err error) error {
 // probe finds the key available again: GET /api/v1/signer/keys (no
 // authentication, no signature) lists the key with an available active
 // version. Probes are reused for a second, so readiness checks cannot
-// amplify into load on the signer.
+// amplify into load on the signer; Sign never waits for a probe.
 func (r *Remote) Ready(ctx context.Context) error {
+	r.probeMu.Lock()
+	defer r.probeMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	if now.Sub(r.probedAt) >= probeEvery || r.probedAt.Before(r.failedAt) {
-		r.probedAt = now
-		r.probeErr = r.probe(ctx)
-		if r.probeErr == nil && r.lastErr != nil && r.failedAt.Before(now) {
+	due := time.Since(r.probedAt) >= probeEvery || r.probedAt.Before(r.failedAt)
+	r.mu.Unlock()
+	if due {
+		started := time.Now()
+		err := r.probe(ctx)
+		r.mu.Lock()
+		r.probedAt, r.probeErr = started, err
+		if err == nil && r.lastErr != nil && r.failedAt.Before(started) {
 			r.lastErr = nil // the signer answers again
 		}
+		r.mu.Unlock()
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.probeErr != nil {
 		return r.probeErr
 	}
@@ -200,7 +208,7 @@ func (r *Remote) Ready(ctx context.Context) error {
 }
 
 // probe checks that the signer answers and lists an available version of
-// the key. Called with r.mu held.
+// the key.
 func (r *Remote) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, min(r.timeout, 2*time.Second))
 	defer cancel()
