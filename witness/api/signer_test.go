@@ -50,15 +50,25 @@ func (h *harness) race(bodies [][]byte) []response {
 	return results
 }
 
-// TestRaceThroughSigner is the spec's rollback race with the witness key in
+// raceThroughSigner is the spec's rollback race with the witness key in
 // a SoftHSM2 token behind the real signer service, whose witness tenant
 // allows 8 requests in progress (the limit that turned losers into 500s):
 // 5 rounds of 16 concurrent requests from the same old size. Each round has
 // exactly one 200 and fifteen 409s carrying the winner's size, no 5xx, and
 // the signer's audit trail grows by exactly one row per round: no loser
 // reached the signer.
-func TestRaceThroughSigner(t *testing.T) {
+//
+// TestThroughSigner runs this test, the strict signature case and the
+// replay case on one signer service (their signer calls are counted as
+// deltas of its audit rows); the pushback and outage case has its own.
+func TestThroughSigner(t *testing.T) {
 	sg := testsigner.Start(t, testsigner.Options{Quota: server.QuotaConfig{RPS: 1000, Burst: 1000, Concurrency: 8}})
+	t.Run("race", func(t *testing.T) { raceThroughSigner(t, sg) })
+	t.Run("strict", func(t *testing.T) { strictSignaturesThroughSigner(t, sg) })
+	t.Run("replay", func(t *testing.T) { replayWhileFeeding(t, sg) })
+}
+
+func raceThroughSigner(t *testing.T, sg *testsigner.Signer) {
 	l := mustLog(t, "ed25519")
 	h := newHarnessWith(t, sg.Remote(t), nil, l)
 	const n, rounds = 16, 5
@@ -103,18 +113,18 @@ func TestRaceThroughSigner(t *testing.T) {
 	}
 }
 
-// TestStrictSignaturesThroughSigner: a valid trusted line followed by a
+// strictSignaturesThroughSigner: a valid trusted line followed by a
 // corrupt line of the same key name and ID is 403, and costs no signature.
-func TestStrictSignaturesThroughSigner(t *testing.T) {
-	sg := testsigner.Start(t, testsigner.Options{})
+func strictSignaturesThroughSigner(t *testing.T, sg *testsigner.Signer) {
 	l := mustLog(t, "ed25519")
 	h := newHarnessWith(t, sg.Remote(t), nil, l)
 	l.Append(3)
 	good := l.Checkpoint(3)
 	bad := append(bytes.Clone(good), corruptLine(t, good, l.Signer.Name())...)
+	rows := sg.AuditRows(t)
 	wantCode(t, h.post(testlog.Body(0, nil, bad)), http.StatusForbidden)
-	if rows := sg.AuditRows(t); rows != 0 {
-		t.Fatalf("a refused checkpoint reached the signer (%d audit rows)", rows)
+	if got := sg.AuditRows(t) - rows; got != 0 {
+		t.Fatalf("a refused checkpoint reached the signer (%d audit rows)", got)
 	}
 	h.wantCosigned(t, h.post(testlog.Body(0, nil, good)), l, good)
 }
@@ -168,13 +178,13 @@ func TestSignerPushbackAndOutage(t *testing.T) {
 	}
 }
 
-// TestReplayWhileFeeding runs the log's real feeder (logserver/witnessing)
+// replayWhileFeeding runs the log's real feeder (logserver/witnessing)
 // against the witness, cosigning through the signer with the witness's
 // default budget, while an attacker replays the public checkpoint with old
 // 0 as fast as it can. The replays all get 409 and never reach the signer;
 // the feeder is never throttled and its last head is cosigned.
-func TestReplayWhileFeeding(t *testing.T) {
-	sg := testsigner.Start(t, testsigner.Options{})
+func replayWhileFeeding(t *testing.T, sg *testsigner.Signer) {
+	rows0 := sg.AuditRows(t)
 	def := tlogwitness.Budget{Rate: 20, Burst: 200} // config's default
 	h := newHarnessWith(t, sg.Remote(t), tlogwitness.NewTokenBuckets(def, nil))
 
@@ -266,15 +276,16 @@ func TestReplayWhileFeeding(t *testing.T) {
 	if fed := feederRequests(t, reg, "rate_limited"); fed != 0 {
 		t.Errorf("the feeder counted %v rate-limited requests", fed)
 	}
+	rows := sg.AuditRows(t) - rows0
 	t.Logf("feeder: %v cosigned requests; attacker: %d replays, %d got 409; witness 429s: %v; signer audit rows %d",
-		ok, replays.Load(), replayConflicts.Load(), limited, sg.AuditRows(t))
+		ok, replays.Load(), replayConflicts.Load(), limited, rows)
 	if limited != 0 {
 		t.Fatalf("the witness answered %v requests with 429", limited)
 	}
 	if replays.Load() == 0 || replayConflicts.Load() != replays.Load() {
 		t.Fatalf("replays: %d, 409s: %d; want all 409", replays.Load(), replayConflicts.Load())
 	}
-	if rows := sg.AuditRows(t); float64(rows) != ok {
+	if float64(rows) != ok {
 		t.Fatalf("signer audit rows %d, cosigned requests %v: a replay reached the signer", rows, ok)
 	}
 }
