@@ -131,7 +131,8 @@ func strictSignaturesThroughSigner(t *testing.T, sg *testsigner.Signer) {
 
 // TestSignerPushbackAndOutage: when the signer refuses for load (its 429)
 // or is down, add-checkpoint answers 503 with Retry-After and changes
-// nothing; /readyz reports a signer that is down and recovers with it.
+// nothing; /readyz fails for the signer's Retry-After after a pushback and
+// while the signer is down, and recovers with it.
 func TestSignerPushbackAndOutage(t *testing.T) {
 	// One signature per 2 s: the second request in a row is pushed back.
 	sg := testsigner.Start(t, testsigner.Options{Quota: server.QuotaConfig{RPS: 0.5, Burst: 1, Concurrency: 8}})
@@ -146,7 +147,11 @@ func TestSignerPushbackAndOutage(t *testing.T) {
 		t.Fatalf("503 for signer pushback: Retry-After %q", r.hdr.Get("Retry-After"))
 	}
 	wantConflict(t, h.post(l.Request(0, 4)), 2) // nothing stored
+	if rd := h.get("/readyz"); rd.code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz within the signer's Retry-After: %d %q, want 503", rd.code, rd.body)
+	}
 	time.Sleep(2100 * time.Millisecond)
+	wantCode(t, h.get("/readyz"), http.StatusOK)
 	cp4 := l.Checkpoint(4)
 	h.wantCosigned(t, h.post(l.Request(2, 4)), l, cp4)
 

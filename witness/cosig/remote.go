@@ -70,6 +70,7 @@ type Remote struct {
 	mu       sync.Mutex // guards the fields below, never held across a call
 	lastErr  error      // the last Sign failure, nil after a success
 	failedAt time.Time  // when lastErr happened
+	backOff  time.Time  // failedAt + the Retry-After of lastErr
 	probedAt time.Time  // last Ready probe, cached for probeEvery
 	probeErr error
 }
@@ -172,14 +173,16 @@ func (r *Remote) failed(err error) error {
 	if errors.As(err, &ce) && ce.RetryAfter > 0 {
 		after = ce.RetryAfter
 	}
+	now := time.Now()
 	r.mu.Lock()
-	r.lastErr, r.failedAt = err, time.Now()
+	r.lastErr, r.failedAt, r.backOff = err, now, now.Add(after)
 	r.mu.Unlock()
 	return &UnavailableError{RetryAfter: after, Err: err}
 }
 
-// Ready implements Cosigner. After a failed Sign it is an error until a
-// probe finds the key available again: GET /api/v1/signer/keys (no
+// Ready implements Cosigner. After a failed Sign it is an error for the
+// Retry-After of the failure (the signer's, or DefaultRetryAfter), then
+// until a probe finds the key available again: GET /api/v1/signer/keys (no
 // authentication, no signature) lists the key with an available active
 // version. Probes are reused for a second, so readiness checks cannot
 // amplify into load on the signer; Sign never waits for a probe.
@@ -187,6 +190,10 @@ func (r *Remote) Ready(ctx context.Context) error {
 	r.probeMu.Lock()
 	defer r.probeMu.Unlock()
 	r.mu.Lock()
+	if r.lastErr != nil && time.Now().Before(r.backOff) {
+		defer r.mu.Unlock()
+		return r.lastErr
+	}
 	due := time.Since(r.probedAt) >= probeEvery || r.probedAt.Before(r.failedAt)
 	r.mu.Unlock()
 	if due {
