@@ -18,7 +18,10 @@ var (
 	ErrAmbiguousKey  = errors.New("pkcs11: more than one key with that label")
 	ErrUnsupported   = errors.New("unsupported key or signing options")
 	ErrClosed        = errors.New("pkcs11: token closed")
-	ErrNoPIN         = errors.New("pkcs11: no PIN configured")
+	// ErrTokenUnavailable: the token is lost (removed, not found, its
+	// module failing) and is being reconnected; retry later.
+	ErrTokenUnavailable = errors.New("pkcs11: token unavailable")
+	ErrNoPIN            = errors.New("pkcs11: no PIN configured")
 
 	// ErrPINIncorrect matches an [*Error] whose code is CKR_PIN_INCORRECT.
 	ErrPINIncorrect error = pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)
@@ -90,6 +93,41 @@ func recoverable(err error) bool {
 		pkcs11.CKR_SESSION_CLOSED,
 		pkcs11.CKR_OBJECT_HANDLE_INVALID,
 		pkcs11.CKR_KEY_HANDLE_INVALID:
+		return true
+	}
+	return false
+}
+
+// tokenTrouble reports whether err, left after an operation's own
+// recovery, might mean that the token is gone, so that the Token probes it.
+func tokenTrouble(err error) bool {
+	if errors.Is(err, ErrKeyNotFound) || errors.Is(err, ErrTokenNotFound) {
+		return true
+	}
+	_, ok := Code(err)
+	return ok
+}
+
+// gone reports whether err says that the token or its sessions are gone
+// even if C_GetTokenInfo still answers: the Token is then marked lost and
+// reconnects.
+func gone(err error) bool {
+	if errors.Is(err, ErrTokenNotFound) {
+		return true
+	}
+	c, ok := Code(err)
+	if !ok {
+		return false
+	}
+	switch c {
+	case pkcs11.CKR_DEVICE_REMOVED,
+		pkcs11.CKR_DEVICE_ERROR,
+		pkcs11.CKR_TOKEN_NOT_PRESENT,
+		pkcs11.CKR_TOKEN_NOT_RECOGNIZED,
+		pkcs11.CKR_SLOT_ID_INVALID,
+		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED,
+		pkcs11.CKR_SESSION_HANDLE_INVALID,
+		pkcs11.CKR_SESSION_CLOSED:
 		return true
 	}
 	return false

@@ -37,11 +37,19 @@ type Config struct {
 	Keys []KeyConfig `yaml:"keys"`
 	// Tenants are the callers and what they may do.
 	Tenants []TenantConfig `yaml:"tenants"`
+	// Unauthenticated bounds what callers without valid credentials cost.
+	Unauthenticated UnauthenticatedConfig `yaml:"unauthenticated"`
 	// MaxDigests is the most digests one sign/digests call may carry.
 	// Default 4096.
 	MaxDigests int `yaml:"max_digests"`
-	// ReadinessInterval is how often the canary sign+verify runs with
-	// every active key (and missing keys are looked up again). Default 10 s.
+	// ReadinessInterval is how often the readiness pass runs while the
+	// service is ready: a canary sign+verify with every active key (one
+	// signature at a time, so readiness never holds more than one token
+	// session), missing keys looked up again, the audit database pinged.
+	// While the service is not ready the pass repeats every second (or
+	// every ReadinessInterval if shorter), which is also when a lost token
+	// is reconnected. /readyz only reports the last pass: it never starts
+	// one, so polling it costs the token nothing. Default 10 s.
 	ReadinessInterval time.Duration `yaml:"readiness_interval"`
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
 	// Default 15 s.
@@ -81,6 +89,22 @@ type AuditConfig struct {
 	// arriving meanwhile wait and go into the next INSERT. Default 8, at
 	// most 24.
 	Committers int `yaml:"committers"`
+}
+
+// UnauthenticatedConfig is the global budget of requests that fail
+// authentication. Such requests are never audited (they would let anyone
+// fill the trail); they are counted (signer_unauthenticated_total) and
+// logged at most once per LogInterval. Past the budget they get 429 with
+// Retry-After instead of 401. Authenticated callers never draw on it.
+type UnauthenticatedConfig struct {
+	// RPS is the sustained rate of unauthenticated requests answered 401,
+	// all callers together. Default 10.
+	RPS float64 `yaml:"rps"`
+	// Burst is the bucket size. Default max(1, 2×RPS).
+	Burst int `yaml:"burst"`
+	// LogInterval is the least time between two log lines about refused
+	// unauthenticated requests. Default 10 s.
+	LogInterval time.Duration `yaml:"log_interval"`
 }
 
 // Purposes a key version may serve.
@@ -228,6 +252,16 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	u := &c.Unauthenticated
+	if u.RPS <= 0 {
+		u.RPS = 10
+	}
+	if u.Burst <= 0 {
+		u.Burst = max(1, int(2*u.RPS))
+	}
+	if u.LogInterval <= 0 {
+		u.LogInterval = 10 * time.Second
+	}
 	if c.Audit.Committers > 24 {
 		bad("audit: committers must be at most 24 (the connection pool has 32)")
 	}
@@ -256,6 +290,15 @@ func (c *Config) Validate() error {
 				bad("key %q: unknown purpose %q (want one of %s)", k.Name, p, strings.Join(purposes, ", "))
 			}
 		}
+		if slices.Contains(k.Purposes, PurposeDigests) {
+			for _, p := range k.Purposes {
+				if p != PurposeDigests {
+					bad("key %q: a digests key signs any SHA-256 digest it is given, so it cannot also be a %s key "+
+						"(a digests caller could then sign what the %s endpoint would refuse, bypassing its checks and the statement policy): "+
+						"give the %s purpose its own key pair", k.Name, p, p, p)
+				}
+			}
+		}
 		if (slices.Contains(k.Purposes, PurposeCheckpoint) || slices.Contains(k.Purposes, PurposeCosignature)) && k.NoteName == "" {
 			bad("key %q: checkpoint and cosignature keys need note_name", k.Name)
 		}
@@ -276,6 +319,28 @@ func (c *Config) Validate() error {
 			}
 			if !v.NotBefore.IsZero() && !v.NotAfter.IsZero() && !v.NotAfter.After(v.NotBefore) {
 				bad("key %q version %d: not_after is not after not_before", k.Name, v.Version)
+			}
+		}
+	}
+	// The same key pair under a digests key and another key would be the
+	// same bypass as one key with both purposes.
+	type use struct {
+		key     string
+		digests bool
+	}
+	material := map[string]use{}
+	for _, k := range c.Keys {
+		digests := slices.Contains(k.Purposes, PurposeDigests)
+		for _, v := range k.Versions {
+			id := "label " + v.Label
+			if v.File != "" {
+				id = "file " + v.File
+			}
+			if u, ok := material[id]; ok && u.digests != digests {
+				bad("keys %q and %q use the same key pair (%s), and one of them is a digests key: a digests key pair must serve nothing else", u.key, k.Name, id)
+			}
+			if _, ok := material[id]; !ok || digests {
+				material[id] = use{k.Name, digests}
 			}
 		}
 	}

@@ -38,10 +38,16 @@ func (s *Server) endpoint(name, scope string, h handlerFunc) http.Handler {
 		start := time.Now()
 		s.m.inFlight.Inc()
 		defer s.m.inFlight.Dec()
-		c := &call{rec: audit.Record{Time: start, RequestID: newRequestID(), Endpoint: name, RemoteAddr: r.RemoteAddr}}
+		p, err := s.auth.authenticate(r)
+		if err != nil {
+			s.refuseUnauthenticated(w, r, name, err)
+			return
+		}
+		c := &call{p: p, rec: audit.Record{Time: start, RequestID: newRequestID(), Endpoint: name, RemoteAddr: r.RemoteAddr,
+			Tenant: p.tenant.cfg.Name, Caller: p.caller, AuthMethod: p.method}}
 		resp, err := s.run(r, c, scope, h)
 
-		status, code := classify(err)
+		status, code, after := classify(err)
 		c.rec.Status = status
 		c.rec.Latency = time.Since(start)
 		switch {
@@ -58,7 +64,7 @@ func (s *Server) endpoint(name, scope string, h handlerFunc) http.Handler {
 			s.log.ErrorContext(r.Context(), "audit write failed; withholding the answer",
 				slog.String("request_id", c.rec.RequestID), slog.Any("error", aerr))
 			err, resp = fmt.Errorf("%w: %v", ErrAuditUnavailable, aerr), nil
-			status, code = classify(err)
+			status, code, after = classify(err)
 		}
 		tenantName := c.rec.Tenant
 		if err != nil {
@@ -68,8 +74,8 @@ func (s *Server) endpoint(name, scope string, h handlerFunc) http.Handler {
 			if status < 500 {
 				s.m.rejections.WithLabelValues(tenantName, code).Inc()
 			}
-			if ra := retryAfter(err); ra != "" {
-				w.Header().Set("Retry-After", ra)
+			if after > 0 {
+				w.Header().Set("Retry-After", retryAfterHeader(after))
 			}
 			s.log.InfoContext(r.Context(), "signer refused", slog.String("endpoint", name), slog.String("tenant", tenantName),
 				slog.String("request_id", c.rec.RequestID), slog.Int("status", status), slog.String("code", code), slog.Any("error", err))
@@ -85,14 +91,37 @@ func (s *Server) endpoint(name, scope string, h handlerFunc) http.Handler {
 	})
 }
 
-// run is the part of the pipeline before the handler's own work.
-func (s *Server) run(r *http.Request, c *call, scope string, h handlerFunc) (any, error) {
-	p, err := s.auth.authenticate(r)
-	if err != nil {
-		return nil, err
+// refuseUnauthenticated answers a request whose credentials were missing
+// or unknown. It writes no audit row (a caller who cannot authenticate
+// must not be able to grow the trail or take audit commits away from the
+// tenants): such requests are counted in signer_unauthenticated_total and
+// logged at most once per unauthenticated.log_interval, with the number
+// of requests not logged since. Past the global unauthenticated budget
+// they get 429 with Retry-After instead of 401.
+func (s *Server) refuseUnauthenticated(w http.ResponseWriter, r *http.Request, endpoint string, err error) {
+	if res := s.unauth.limiter.Reserve(); !res.OK() || res.Delay() > 0 {
+		after := time.Second
+		if res.OK() {
+			after = res.Delay()
+			res.Cancel()
+		}
+		err = &retryError{fmt.Errorf("%w: %w", ErrUnauthThrottled, err), after}
 	}
-	c.p = p
-	c.rec.Tenant, c.rec.Caller, c.rec.AuthMethod = p.tenant.cfg.Name, p.caller, p.method
+	status, code, after := classify(err)
+	rid := newRequestID()
+	s.m.unauthenticated.WithLabelValues(endpoint, code).Inc()
+	s.unauth.logf(r.Context(), s.log, endpoint, r.RemoteAddr, rid, status, err)
+	if after > 0 {
+		w.Header().Set("Retry-After", retryAfterHeader(after))
+	}
+	writeJSON(w, status, api.Error{Code: code, Message: err.Error(), RequestID: rid})
+	s.m.requests.WithLabelValues(endpoint, "", code).Inc()
+}
+
+// run is the part of the pipeline after authentication and before the
+// handler's own work.
+func (s *Server) run(r *http.Request, c *call, scope string, h handlerFunc) (any, error) {
+	p := c.p
 	if !p.has(scope) {
 		return nil, fmt.Errorf("%w: %s", ErrScope, scope)
 	}

@@ -14,6 +14,7 @@ import (
 // [classify] alone turns them into an HTTP status and a stable error code.
 var (
 	ErrUnauthenticated  = errors.New("missing or unknown credentials")
+	ErrUnauthThrottled  = errors.New("too many unauthenticated requests")
 	ErrScope            = errors.New("the credential lacks the scope this endpoint needs")
 	ErrUnknownKey       = errors.New("unknown key")
 	ErrKeyNotAllowed    = errors.New("key not allowed for this tenant")
@@ -28,7 +29,7 @@ var (
 	ErrSigning          = errors.New("signing failed")
 )
 
-// retryError carries the Retry-After of a 429.
+// retryError carries the Retry-After of a 429 or 503.
 type retryError struct {
 	err   error
 	after time.Duration
@@ -37,12 +38,42 @@ type retryError struct {
 func (e *retryError) Error() string { return e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
 
-// classify maps an error to its HTTP status and error code. It is the one
-// place where errors become statuses.
-func classify(err error) (status int, code string) {
+// Pushback contract (what callers such as the witness and the logserver
+// rely on): overload is always 429 with Retry-After (the caller's own
+// quota: rate, concurrency, or the global budget for unauthenticated
+// requests); the signer being unable to sign for now (token gone or
+// recovering, key unavailable, no active key version, audit database
+// down, shutting down) is always 503 with Retry-After. Anything else is
+// the caller's fault (4xx) or a bug (500), and retrying it unchanged is
+// pointless.
+
+// retryUnavailable is the Retry-After of a 503 whose error does not carry
+// its own (one readiness retry period: the service re-checks the token,
+// keys and database every second while it is not ready).
+const retryUnavailable = time.Second
+
+// classify maps an error to its HTTP status, error code and, for 429 and
+// 503, the Retry-After to send. It is the one place where errors become
+// statuses.
+func classify(err error) (status int, code string, after time.Duration) {
+	status, code = classifyStatus(err)
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		after = retryUnavailable
+		var re *retryError
+		if errors.As(err, &re) {
+			after = re.after
+		}
+		after = max(after, time.Second)
+	}
+	return status, code, after
+}
+
+func classifyStatus(err error) (status int, code string) {
 	switch {
 	case err == nil:
 		return http.StatusOK, ""
+	case errors.Is(err, ErrUnauthThrottled):
+		return http.StatusTooManyRequests, "unauthenticated_rate_limited"
 	case errors.Is(err, ErrUnauthenticated):
 		return http.StatusUnauthorized, "unauthenticated"
 	case errors.Is(err, ErrScope):
@@ -69,6 +100,8 @@ func classify(err error) (status int, code string) {
 		return http.StatusForbidden, "predicate_type_not_allowed"
 	case errors.Is(err, policy.ErrRedactionRequired):
 		return http.StatusForbidden, "redaction_required"
+	case errors.Is(err, pkcs11.ErrTokenUnavailable):
+		return http.StatusServiceUnavailable, "token_unavailable"
 	case errors.Is(err, ErrKeyUnavailable):
 		return http.StatusServiceUnavailable, "key_unavailable"
 	case errors.Is(err, ErrNoActiveVersion):
@@ -81,13 +114,10 @@ func classify(err error) (status int, code string) {
 	return http.StatusInternalServerError, "signing_failed"
 }
 
-// retryAfter returns the Retry-After header value for err, if any.
-func retryAfter(err error) string {
-	var re *retryError
-	if !errors.As(err, &re) {
-		return ""
-	}
-	s := int64((re.after + time.Second - 1) / time.Second)
+// retryAfterHeader is the Retry-After value of d: whole seconds, rounded
+// up, at least 1.
+func retryAfterHeader(d time.Duration) string {
+	s := int64((d + time.Second - 1) / time.Second)
 	return strconv.FormatInt(max(s, 1), 10)
 }
 

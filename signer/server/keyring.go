@@ -22,10 +22,18 @@ import (
 // unavailable: signing with it fails with ErrKeyUnavailable and the service
 // is not ready, and every readiness pass tries to open it again, so that an
 // operator can add the key without restarting.
+//
+// A key pair that serves a digests key must serve nothing else (see
+// [Config.Validate], which refuses shared labels and files); the ring also
+// checks the opened public keys, so that the same key pair reached by two
+// labels or files is caught: the version opened second stays unavailable.
 type keyring struct {
 	tok   *pkcs11.Token // nil when no key lives in a token
 	keys  map[string]*namedKey
 	names []string // configuration order
+
+	mu  sync.Mutex
+	ids [2]map[[32]byte]*keyVersion // opened versions by key ID: [0] other keys, [1] digests keys
 }
 
 type namedKey struct {
@@ -36,6 +44,7 @@ type namedKey struct {
 type keyVersion struct {
 	keyName string
 	cfg     KeyVersionConfig
+	digests bool // the key has the digests purpose
 
 	mu  sync.Mutex
 	key keys.Key
@@ -44,12 +53,12 @@ type keyVersion struct {
 }
 
 func newKeyring(ctx context.Context, tok *pkcs11.Token, cfgs []KeyConfig) *keyring {
-	r := &keyring{tok: tok, keys: map[string]*namedKey{}}
+	r := &keyring{tok: tok, keys: map[string]*namedKey{}, ids: [2]map[[32]byte]*keyVersion{{}, {}}}
 	for _, kc := range cfgs {
 		nk := &namedKey{cfg: kc}
 		for _, vc := range kc.Versions {
-			v := &keyVersion{keyName: kc.Name, cfg: vc}
-			v.open(ctx, tok)
+			v := &keyVersion{keyName: kc.Name, cfg: vc, digests: slices.Contains(kc.Purposes, PurposeDigests)}
+			r.open(ctx, v)
 			nk.versions = append(nk.versions, v)
 		}
 		slices.SortStableFunc(nk.versions, func(a, b *keyVersion) int {
@@ -64,8 +73,8 @@ func newKeyring(ctx context.Context, tok *pkcs11.Token, cfgs []KeyConfig) *keyri
 	return r
 }
 
-// open tries to load the key pair if it is not loaded yet.
-func (v *keyVersion) open(ctx context.Context, tok *pkcs11.Token) {
+// open tries to load v's key pair if it is not loaded yet.
+func (r *keyring) open(ctx context.Context, v *keyVersion) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.key != nil {
@@ -76,7 +85,7 @@ func (v *keyVersion) open(ctx context.Context, tok *pkcs11.Token) {
 	if v.cfg.File != "" {
 		k, err = keys.LoadFile(v.cfg.File)
 	} else {
-		k, err = keys.FromToken(ctx, tok, v.cfg.Label)
+		k, err = keys.FromToken(ctx, r.tok, v.cfg.Label)
 	}
 	if err == nil {
 		_, err = keys.AlgorithmOf(k.Public())
@@ -84,11 +93,30 @@ func (v *keyVersion) open(ctx context.Context, tok *pkcs11.Token) {
 	if err == nil {
 		v.id, err = keys.ID(k.Public())
 	}
+	if err == nil {
+		err = r.claim(v)
+	}
 	if err != nil {
 		v.err = err
 		return
 	}
 	v.key, v.err = k, nil
+}
+
+// claim records v's key ID, refusing a key pair that already serves a key
+// on the other side of the digests / everything-else divide.
+func (r *keyring) claim(v *keyVersion) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	side, other := 0, 1
+	if v.digests {
+		side, other = 1, 0
+	}
+	if o := r.ids[other][v.id]; o != nil {
+		return fmt.Errorf("its key pair (key id %s) is also %s version %d, and a digests key pair must serve nothing else", hexID(v.id), o.keyName, o.cfg.Version)
+	}
+	r.ids[side][v.id] = v
+	return nil
 }
 
 // get returns the key, or ErrKeyUnavailable.
@@ -177,7 +205,7 @@ func (r *keyring) canary(ctx context.Context, now time.Time) map[string]string {
 				continue
 			}
 			id := fmt.Sprintf("%s/v%d", name, v.cfg.Version)
-			v.open(ctx, r.tok)
+			r.open(ctx, v)
 			k, err := v.get()
 			if err == nil {
 				err = signVerify(ctx, k, msg)

@@ -132,7 +132,7 @@ func baseConfig(now time.Time) *server.Config {
 				{Version: 2, Label: "ckpt-ed-v2", NotBefore: now.Add(-hour)},
 				{Version: 3, Label: "ckpt-ed-v3", NotBefore: now.Add(24 * hour)},
 			}},
-			{Name: "rekor", Purposes: []string{"checkpoint", "digests"}, NoteName: "rekor.example", Versions: []server.KeyVersionConfig{{Version: 1, Label: "rekor-ecdsa"}}},
+			{Name: "rekor", Purposes: []string{"checkpoint"}, NoteName: "rekor.example", Versions: []server.KeyVersionConfig{{Version: 1, Label: "rekor-ecdsa"}}},
 			{Name: "log", Purposes: []string{"digests"}, Versions: []server.KeyVersionConfig{{Version: 1, Label: "log-ecdsa"}}},
 			{Name: "witness", Purposes: []string{"cosignature"}, NoteName: "witness.example", Versions: []server.KeyVersionConfig{{Version: 1, Label: "witness-ed"}}},
 			{Name: "bench-attest", Purposes: []string{"dsse"}, Versions: []server.KeyVersionConfig{{Version: 1, Label: "bench-attest"}}},

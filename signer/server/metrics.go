@@ -9,20 +9,21 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	signLatency   *prometheus.HistogramVec // key, tenant, endpoint: the signing operation only
-	reqLatency    *prometheus.HistogramVec // endpoint, status: the whole request, audit included
-	requests      *prometheus.CounterVec   // endpoint, tenant, code
-	signatures    *prometheus.CounterVec   // key, version
-	poolWait      prometheus.Histogram
-	pkcs11Errors  *prometheus.CounterVec // code
-	rejections    *prometheus.CounterVec // tenant, reason (auth, quota, policy, input)
-	inFlight      prometheus.Gauge
-	auditBatch    prometheus.Histogram
-	auditCommit   prometheus.Histogram
-	auditErrors   prometheus.Counter
-	keyActive     *prometheus.GaugeVec // key, version
-	ready         prometheus.Gauge
-	lastChkptSign prometheus.Gauge
+	signLatency     *prometheus.HistogramVec // key, tenant, endpoint: the signing operation only
+	reqLatency      *prometheus.HistogramVec // endpoint, status: the whole request, audit included
+	requests        *prometheus.CounterVec   // endpoint, tenant, code
+	signatures      *prometheus.CounterVec   // key, version
+	poolWait        prometheus.Histogram
+	pkcs11Errors    *prometheus.CounterVec // code
+	rejections      *prometheus.CounterVec // tenant, reason (auth, quota, policy, input)
+	unauthenticated *prometheus.CounterVec // endpoint, code
+	inFlight        prometheus.Gauge
+	auditBatch      prometheus.Histogram
+	auditCommit     prometheus.Histogram
+	auditErrors     prometheus.Counter
+	keyActive       *prometheus.GaugeVec // key, version
+	ready           prometheus.Gauge
+	lastChkptSign   prometheus.Gauge
 }
 
 var latencyBuckets = []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 2.5}
@@ -49,6 +50,9 @@ func newMetrics() *metrics {
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signer_rejections_total", Help: "Refused requests by tenant and reason (the error code)."},
 			[]string{"tenant", "reason"}),
+		unauthenticated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signer_unauthenticated_total", Help: "Requests refused before authentication (not audited), by endpoint and code (unauthenticated: 401, unauthenticated_rate_limited: 429)."},
+			[]string{"endpoint", "code"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "signer_requests_in_flight", Help: "Signing requests in progress."}),
 		auditBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -67,7 +71,7 @@ func newMetrics() *metrics {
 			Name: "signer_last_checkpoint_signature_timestamp_seconds", Help: "Unix time of the last checkpoint signed."}),
 	}
 	m.reg.MustRegister(m.signLatency, m.reqLatency, m.requests, m.signatures, m.poolWait, m.pkcs11Errors,
-		m.rejections, m.inFlight, m.auditBatch, m.auditCommit, m.auditErrors, m.keyActive, m.ready, m.lastChkptSign,
+		m.rejections, m.unauthenticated, m.inFlight, m.auditBatch, m.auditCommit, m.auditErrors, m.keyActive, m.ready, m.lastChkptSign,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -18,9 +18,20 @@
 // statuses in one place ([classify]) and always carry a JSON body
 // {"error": code, "message": text, "requestId": id}.
 //
+// Requests that fail authentication are answered 401 (429 with Retry-After
+// past the global unauthenticated budget) without an audit row: they are
+// counted and logged, sampled (see [UnauthenticatedConfig]).
+//
 // Readiness: /readyz is 200 only when the token is present, a canary
 // sign+verify succeeded with every active key version on the last pass, and
-// the audit database answers.
+// the audit database answers. Passes run in the background only, one at a
+// time (so readiness holds at most one token session), every
+// readiness_interval while ready and every second while not; /readyz
+// reports the last one and never starts one (there is no refresh
+// parameter: an unauthenticated poller must not be able to take sessions
+// away from signing). A pass also reconnects a token that was lost
+// ([pkcs11.Token.Check]); meanwhile signing answers 503 token_unavailable
+// with Retry-After.
 package server
 
 import (
@@ -67,8 +78,10 @@ type Server struct {
 	audit   *audit.Log
 	tenants map[string]*tenant
 	auth    *authenticator
+	unauth  *unauthGate
 	m       *metrics
 
+	readyMu   sync.Mutex // one readiness pass at a time
 	ready     atomic.Pointer[readiness]
 	stop      chan struct{}
 	loopDone  chan struct{}
@@ -137,6 +150,7 @@ func New(ctx context.Context, cfg *Config, o Options) (_ *Server, err error) {
 		s.tenants[tc.Name] = newTenant(tc)
 	}
 	s.auth = newAuthenticator(s.tenants)
+	s.unauth = newUnauthGate(cfg.Unauthenticated)
 	s.checkReady(ctx)
 	go s.readyLoop()
 	return s, nil
@@ -170,7 +184,7 @@ func (s *Server) closeParts() error {
 
 func (s *Server) readyLoop() {
 	defer close(s.loopDone)
-	t := time.NewTicker(s.cfg.ReadinessInterval)
+	t := time.NewTimer(s.nextPass(s.ready.Load()))
 	defer t.Stop()
 	for {
 		select {
@@ -178,18 +192,32 @@ func (s *Server) readyLoop() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadinessInterval)
-			s.checkReady(ctx)
+			r := s.checkReady(ctx)
 			cancel()
+			t.Reset(s.nextPass(r))
 		}
 	}
 }
 
-// checkReady runs one readiness pass and publishes its result.
+// nextPass is the wait before the next readiness pass: ReadinessInterval
+// while ready, at most a second while not (that is how fast a returned
+// token or database is noticed).
+func (s *Server) nextPass(r *readiness) time.Duration {
+	if r != nil && r.Ready {
+		return s.cfg.ReadinessInterval
+	}
+	return min(time.Second, s.cfg.ReadinessInterval)
+}
+
+// checkReady runs one readiness pass and publishes its result. Passes are
+// serialised, and each signs with one key at a time.
 func (s *Server) checkReady(ctx context.Context) *readiness {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
 	now := s.now()
 	problems := map[string]string{}
 	if s.tok != nil {
-		if err := s.tok.Present(); err != nil {
+		if err := s.tok.Check(ctx); err != nil {
 			problems["token"] = err.Error()
 		}
 	}
@@ -220,8 +248,8 @@ func (s *Server) checkReady(ctx context.Context) *readiness {
 	return r
 }
 
-// CheckReady runs a readiness pass now (tests, and operators through
-// /readyz?refresh=1) and reports whether the service is ready.
+// CheckReady runs a readiness pass now (tests; operators wait for the
+// periodic one) and reports whether the service is ready.
 func (s *Server) CheckReady(ctx context.Context) bool { return s.checkReady(ctx).Ready }
 
 // Handler is the service's HTTP handler.
@@ -243,12 +271,10 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rd := s.ready.Load()
-		if r.URL.Query().Get("refresh") != "" {
-			rd = s.checkReady(r.Context())
-		}
 		status := http.StatusOK
 		if !rd.Ready {
 			status = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", retryAfterHeader(retryUnavailable))
 		}
 		writeJSON(w, status, rd)
 	})

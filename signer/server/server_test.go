@@ -232,6 +232,16 @@ func TestDSSEPolicy(t *testing.T) {
 				t.Fatalf("status %d, want %d: %v", status, tc.status, m)
 			}
 			rid, _ := m["requestId"].(string)
+			if tc.status == 401 {
+				// Unauthenticated: answered, counted, never audited.
+				if m["error"] != tc.code || rid == "" {
+					t.Errorf("error body %v, want code %s", m, tc.code)
+				}
+				if n := e.auditCount(); n != before {
+					t.Fatalf("audit rows %d → %d for an unauthenticated request, want none", before, n)
+				}
+				return
+			}
 			if tc.status != 200 {
 				if m["error"] != tc.code || m["message"] == "" {
 					t.Errorf("error body %v, want code %s", m, tc.code)
@@ -630,6 +640,11 @@ func TestConfigValidation(t *testing.T) {
 		{"audit: {dsn: x}\ntenants: [{name: t, keys: [k], tokens: [{id: i, sha256: " + hashTok("x") + ", scopes: [sign:dsse]}]}]\n", "unknown key"},
 		{"audit: {dsn: x}\ntenants: [{name: t, allowed_predicate_types: [foo], tokens: [{id: i, sha256: " + hashTok("x") + ", scopes: [sign:dsse]}]}]\n", "not in the catalog"},
 		{"audit: {dsn: x}\nkeys: [{name: a, purposes: [dsse], versions: [{version: 1, file: f, not_before: 2026-02-01T00:00:00Z, not_after: 2026-01-01T00:00:00Z}]}]\n", "not_after"},
+		{"audit: {dsn: x}\nkeys: [{name: a, purposes: [digests, dsse], versions: [{version: 1, file: f}]}]\n", `key "a": a digests key signs any SHA-256 digest it is given, so it cannot also be a dsse key`},
+		{"audit: {dsn: x}\nkeys: [{name: a, purposes: [checkpoint, digests], note_name: n, versions: [{version: 1, file: f}]}]\n", "cannot also be a checkpoint key"},
+		{"audit: {dsn: x}\nkeys: [{name: a, purposes: [digests, cosignature], note_name: n, versions: [{version: 1, file: f}]}]\n", "cannot also be a cosignature key"},
+		{"audit: {dsn: x}\nkeys: [{name: a, purposes: [digests], versions: [{version: 1, file: f}]}, {name: b, purposes: [checkpoint], note_name: n, versions: [{version: 1, file: f}]}]\n", `keys "a" and "b" use the same key pair (file f)`},
+		{"audit: {dsn: x}\ntoken: {token_label: t, pin_env: P}\nkeys: [{name: a, purposes: [dsse], versions: [{version: 1, label: l}]}, {name: b, purposes: [digests], versions: [{version: 2, label: l}]}]\n", `keys "a" and "b" use the same key pair (label l)`},
 	} {
 		_, err := server.ParseConfig([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
