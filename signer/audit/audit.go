@@ -10,8 +10,13 @@
 //
 // Writes are group-committed off the caller's goroutine: concurrent records
 // queue, and each of a few committer goroutines takes everything queued (up
-// to MaxBatch rows) into one INSERT. One request alone costs one round trip;
-// a thousand concurrent ones cost a few.
+// to MaxBatch rows and MaxBatchBytes bytes) into one INSERT. One request
+// alone costs one round trip; a thousand concurrent ones cost a few. The
+// byte bound keeps one caller's large rows (a statement with many
+// subjects) from pushing an INSERT past the server's max_allowed_packet and
+// failing everybody else's rows with it: a row that does not fit goes into
+// the next INSERT, and a row larger than MaxBatchBytes goes alone, so it
+// can fail only itself.
 //
 // The service's database user needs only INSERT and SELECT on signer_audit;
 // rows are never updated or deleted. The schema is in sql/signer/, applied
@@ -89,6 +94,11 @@ type Record struct {
 type Options struct {
 	// MaxBatch is the most rows in one INSERT. Default 256.
 	MaxBatch int
+	// MaxBatchBytes is the most bytes of row data (as [Record.Size]
+	// estimates them) in one INSERT; a larger row goes alone. Default
+	// 1 MiB. Keep it well below the server's max_allowed_packet (MariaDB's
+	// default is 16 MiB; escaping can double the size on the wire).
+	MaxBatchBytes int
 	// Committers is the number of INSERTs in flight at once. Default 8
 	// (measured: 2 leave MariaDB's round trips as the bottleneck of the
 	// DSSE endpoint; 16 gain nothing over 8).
@@ -112,6 +122,7 @@ type Log struct {
 
 type pending struct {
 	r    *Record
+	size int
 	done chan error
 }
 
@@ -143,6 +154,9 @@ func New(db *sql.DB, o Options) *Log {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 256
 	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 1 << 20
+	}
 	if o.Committers <= 0 {
 		o.Committers = 8
 	}
@@ -160,7 +174,7 @@ func New(db *sql.DB, o Options) *Log {
 // the commit even if ctx ends after r was queued (the row may be committed
 // anyway), so that the caller never answers before the trail is settled.
 func (l *Log) Write(ctx context.Context, r Record) error {
-	p := &pending{r: &r, done: make(chan error, 1)}
+	p := &pending{r: &r, size: r.Size(), done: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -193,8 +207,18 @@ func (l *Log) Close() {
 
 func (l *Log) commitLoop() {
 	batch := make([]*pending, 0, l.opts.MaxBatch)
-	for p := range l.in {
+	var next *pending // taken from the queue but did not fit the last batch
+	for {
+		p := next
+		next = nil
+		if p == nil {
+			var ok bool
+			if p, ok = <-l.in; !ok {
+				return
+			}
+		}
 		batch = append(batch[:0], p)
+		size := p.size
 	drain:
 		for len(batch) < l.opts.MaxBatch {
 			select {
@@ -202,7 +226,12 @@ func (l *Log) commitLoop() {
 				if !ok {
 					break drain
 				}
+				if size+q.size > l.opts.MaxBatchBytes {
+					next = q
+					break drain
+				}
 				batch = append(batch, q)
+				size += q.size
 			default:
 				break drain
 			}
@@ -212,6 +241,22 @@ func (l *Log) commitLoop() {
 			q.done <- err
 		}
 	}
+}
+
+// rowOverhead is what Size adds per row for the fixed-size columns and the
+// statement's punctuation.
+const rowOverhead = 256
+
+// Size estimates the bytes r adds to an INSERT (before escaping).
+func (r *Record) Size() int {
+	n := rowOverhead + len(r.RequestID) + len(r.Tenant) + len(r.Caller) + len(r.AuthMethod) + len(r.Endpoint) +
+		len(r.KeyName) + len(r.KeyVersions) + len(r.KeyIDs) + len(r.PayloadType) + len(r.PredicateType) +
+		len(r.PAESHA256) + len(r.Decision) + len(r.Reason) + len(r.Detail) + len(r.RedactionTicket) +
+		len(r.PKCS11Code) + len(r.RemoteAddr)
+	for _, s := range r.Subjects {
+		n += len(s) + 3 // quotes and comma of the JSON array
+	}
+	return n
 }
 
 const columns = `recorded_at, request_id, tenant, caller, auth_method, endpoint, key_name, key_versions, key_ids,

@@ -53,11 +53,21 @@ type Error struct {
 	Code       string // e.g. "rate_limited", "unknown_key", "predicate_type_not_allowed"
 	Message    string
 	RequestID  string
-	RetryAfter time.Duration // from Retry-After on 429
+	RetryAfter time.Duration // from Retry-After (the service sends it with every 429 and 503)
 }
 
 func (e *Error) Error() string {
 	return fmt.Sprintf("signer: %d %s: %s (request %s)", e.Status, e.Code, e.Message, e.RequestID)
+}
+
+// Temporary reports whether the service pushed back rather than refused:
+// 429 (the caller's quota: rate or concurrency) or 503 (the signer cannot
+// sign for now: token lost or reconnecting, key unavailable, audit
+// database down, shutting down). Both carry RetryAfter; the same request
+// may succeed later. Callers that answer their own clients should pass
+// both on as 503 with Retry-After, not as 500.
+func (e *Error) Temporary() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable
 }
 
 // do posts in (nil: GET) to path and decodes the answer into out.

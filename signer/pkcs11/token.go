@@ -180,18 +180,24 @@ func findSlot(ctx *pkcs11.Ctx, label string) (uint, error) {
 	if err != nil {
 		return 0, wrap("C_GetSlotList", err)
 	}
-	var errs []error
+	failed := 0
+	var first error
 	for _, s := range slots {
 		ti, err := ctx.GetTokenInfo(s)
 		if err != nil {
-			errs = append(errs, wrap("C_GetTokenInfo", err))
+			if failed++; first == nil {
+				first = wrap("C_GetTokenInfo", err)
+			}
 			continue
 		}
 		if ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0 && strings.TrimSpace(ti.Label) == label {
 			return s, nil
 		}
 	}
-	return 0, errors.Join(append([]error{fmt.Errorf("%w: %q", ErrTokenNotFound, label)}, errs...)...)
+	if failed > 0 {
+		return 0, fmt.Errorf("%w: %q (%d of %d slots do not answer: %v)", ErrTokenNotFound, label, failed, len(slots), first)
+	}
+	return 0, fmt.Errorf("%w: %q", ErrTokenNotFound, label)
 }
 
 // reopenLocked gives s a newly opened session. The caller holds t.mu and
@@ -270,6 +276,17 @@ func (t *Token) presentLocked() error {
 		return &Error{Op: "C_GetTokenInfo", Code: pkcs11.CKR_PIN_LOCKED}
 	}
 	return nil
+}
+
+// Lost returns why the token is lost (wrapping [ErrTokenUnavailable]),
+// or nil while it works. It makes no PKCS#11 call.
+func (t *Token) Lost() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lost == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrTokenUnavailable, t.lost)
 }
 
 // Check is the readiness probe: it reconnects a lost token (see the

@@ -85,6 +85,14 @@ type AuditConfig struct {
 	MigrateDSN string `yaml:"migrate_dsn"`
 	// MaxBatch is the most audit rows in one INSERT. Default 256.
 	MaxBatch int `yaml:"max_batch"`
+	// MaxBatchBytes is the most bytes of audit rows in one INSERT, so that
+	// one tenant's large rows (statements with many subjects) cannot push
+	// an INSERT past the database's max_allowed_packet and fail other
+	// tenants' requests; a larger row is inserted alone. Default 1 MiB.
+	// The database's max_allowed_packet must exceed twice the largest
+	// tenant max_payload_bytes (a lone row's size is bounded by its
+	// statement's; escaping can double it).
+	MaxBatchBytes int `yaml:"max_batch_bytes"`
 	// Committers is the number of audit INSERTs in flight at once; rows
 	// arriving meanwhile wait and go into the next INSERT. Default 8, at
 	// most 24.

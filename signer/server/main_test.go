@@ -27,7 +27,10 @@ import (
 	"github.com/stellaops/tlog/testing/stack"
 )
 
-const tokenLabel = "signer-svc"
+const (
+	tokenLabel     = "signer-svc"
+	removableLabel = "signer-svc-removable" // taken away and brought back by TestTokenRemoval
+)
 
 // Key pairs created in the token by TestMain.
 var tokenKeys = map[string]pkcs11.KeyType{
@@ -46,9 +49,13 @@ var tokenKeys = map[string]pkcs11.KeyType{
 	"unready-other": pkcs11.ECDSAP256,
 }
 
+// Key pairs created in the removable token by TestMain.
+var removableKeys = map[string]pkcs11.KeyType{"rm-attest": pkcs11.ECDSAP256, "rm-log": pkcs11.ECDSAP256}
+
 var (
-	hsmModule string
-	mariadb   *stack.MariaDB
+	hsmModule   string
+	hsmTokenDir string
+	mariadb     *stack.MariaDB
 	// setupToken stays open for the whole run so that the PKCS#11 module
 	// is initialised once per process.
 	setupToken *pkcs11.Token
@@ -68,12 +75,12 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) (int, error) {
-	env, cleanup, err := softhsmtest.Setup(tokenLabel)
+	env, cleanup, err := softhsmtest.Setup(tokenLabel, removableLabel)
 	if err != nil {
 		return 0, err
 	}
 	defer cleanup()
-	hsmModule = env.Module
+	hsmModule, hsmTokenDir = env.Module, env.TokenDir
 	ctx := context.Background()
 	setupToken, err = pkcs11.Open(ctx, pkcs11.Config{Module: hsmModule, TokenLabel: tokenLabel, PIN: softhsmtest.PIN, Sessions: 1})
 	if err != nil {
@@ -84,6 +91,19 @@ func testMain(m *testing.M) (int, error) {
 		if _, err := setupToken.Generate(ctx, label, kt); err != nil {
 			return 0, fmt.Errorf("generate %s: %w", label, err)
 		}
+	}
+	rt, err := pkcs11.Open(ctx, pkcs11.Config{Module: hsmModule, TokenLabel: removableLabel, PIN: softhsmtest.PIN, Sessions: 1})
+	if err != nil {
+		return 0, err
+	}
+	for label, kt := range removableKeys {
+		if _, err := rt.Generate(ctx, label, kt); err != nil {
+			rt.Close()
+			return 0, fmt.Errorf("generate %s: %w", label, err)
+		}
+	}
+	if err := rt.Close(); err != nil {
+		return 0, err
 	}
 	dir, err := os.MkdirTemp("", "signer-svc-mariadb-")
 	if err != nil {

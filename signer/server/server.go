@@ -26,12 +26,13 @@
 // sign+verify succeeded with every active key version on the last pass, and
 // the audit database answers. Passes run in the background only, one at a
 // time (so readiness holds at most one token session), every
-// readiness_interval while ready and every second while not; /readyz
-// reports the last one and never starts one (there is no refresh
-// parameter: an unauthenticated poller must not be able to take sessions
-// away from signing). A pass also reconnects a token that was lost
+// readiness_interval while ready and every second while not ready or while
+// the token is lost; /readyz reports the last one (and the token's lost
+// state, which costs no PKCS#11 call) and never starts one: there is no
+// refresh parameter, so an unauthenticated poller cannot take sessions
+// away from signing. A pass also reconnects a lost token
 // ([pkcs11.Token.Check]); meanwhile signing answers 503 token_unavailable
-// with Retry-After.
+// with Retry-After, and recovery needs no restart.
 package server
 
 import (
@@ -138,7 +139,7 @@ func New(ctx context.Context, cfg *Config, o Options) (_ *Server, err error) {
 	if s.db, err = audit.OpenDB(dsn); err != nil {
 		return nil, err
 	}
-	s.audit = audit.New(s.db, audit.Options{MaxBatch: cfg.Audit.MaxBatch, Committers: cfg.Audit.Committers, OnCommit: func(n int, d time.Duration, err error) {
+	s.audit = audit.New(s.db, audit.Options{MaxBatch: cfg.Audit.MaxBatch, MaxBatchBytes: cfg.Audit.MaxBatchBytes, Committers: cfg.Audit.Committers, OnCommit: func(n int, d time.Duration, err error) {
 		s.m.auditBatch.Observe(float64(n))
 		s.m.auditCommit.Observe(d.Seconds())
 		if err != nil {
@@ -184,29 +185,32 @@ func (s *Server) closeParts() error {
 
 func (s *Server) readyLoop() {
 	defer close(s.loopDone)
-	t := time.NewTimer(s.nextPass(s.ready.Load()))
+	tick := min(time.Second, s.cfg.ReadinessInterval)
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadinessInterval)
-			r := s.checkReady(ctx)
-			cancel()
-			t.Reset(s.nextPass(r))
 		}
+		if r := s.ready.Load(); r.Ready && s.tokenLost() == nil && time.Since(last) < s.cfg.ReadinessInterval-tick/2 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadinessInterval)
+		s.checkReady(ctx)
+		cancel()
+		last = time.Now()
 	}
 }
 
-// nextPass is the wait before the next readiness pass: ReadinessInterval
-// while ready, at most a second while not (that is how fast a returned
-// token or database is noticed).
-func (s *Server) nextPass(r *readiness) time.Duration {
-	if r != nil && r.Ready {
-		return s.cfg.ReadinessInterval
+// tokenLost is why the token is lost right now, or nil (no PKCS#11 call).
+func (s *Server) tokenLost() error {
+	if s.tok == nil {
+		return nil
 	}
-	return min(time.Second, s.cfg.ReadinessInterval)
+	return s.tok.Lost()
 }
 
 // checkReady runs one readiness pass and publishes its result. Passes are
@@ -271,6 +275,10 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rd := s.ready.Load()
+		if err := s.tokenLost(); err != nil && rd.Ready {
+			// Signing found the token gone since the last pass.
+			rd = &readiness{Ready: false, Checked: rd.Checked, Problems: map[string]string{"token": err.Error()}}
+		}
 		status := http.StatusOK
 		if !rd.Ready {
 			status = http.StatusServiceUnavailable
