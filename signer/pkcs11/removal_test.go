@@ -5,8 +5,11 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -151,4 +154,100 @@ func TestTokenRemovedAndRestored(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	signOK("after signing-driven reconnection")
+}
+
+// TestTokenRemovedUnderLoad removes and restores the whole token store
+// while goroutines sign on two Tokens of the module: no call may fail with
+// anything but ErrTokenUnavailable (in particular none may overlap the
+// module's re-initialisation, which SoftHSM2 would not survive), and once
+// the token is back every goroutine signs again.
+func TestTokenRemovedUnderLoad(t *testing.T) {
+	ctx := t.Context()
+	tok, err := Open(ctx, Config{Module: testModule, TokenLabel: removableToken, PIN: testPIN, Sessions: 2, RetryInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	other := openTest(t, 2)
+	var signers []*Signer
+	for _, tk := range []*Token{tok, other} {
+		s, err := tk.Generate(ctx, label(t, ECDSAP256)+tk.Label(), ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signers = append(signers, s)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var unexpected []error
+	okAfter := make([]atomic.Int64, 8)
+	var unavailable [2]atomic.Int64
+	var restored atomic.Bool
+	for g := range 8 {
+		s := signers[g%2]
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				msg := fmt.Appendf(nil, "load %d %d", g, i)
+				sig, err := sign(ctx, s, msg)
+				switch {
+				case err == nil && !verify(s.Public(), msg, sig):
+					err = errors.New("signature does not verify")
+				case err == nil:
+					if restored.Load() {
+						okAfter[g].Add(1)
+					}
+					continue
+				case errors.Is(err, ErrTokenUnavailable):
+					unavailable[g%2].Add(1)
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				unexpected = append(unexpected, err)
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond)
+	away := awayPath(testTokenDir)
+	for round := range 3 {
+		if err := os.Rename(testTokenDir, away); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			tok.Check(ctx)
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := os.Rename(away, testTokenDir); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for tok.Check(ctx) != nil || other.Check(ctx) != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: not back: %v / %v", round, tok.Check(ctx), other.Check(ctx))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	restored.Store(true)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	for _, err := range unexpected {
+		t.Errorf("unexpected error under load: %v", err)
+	}
+	if unavailable[0].Load() == 0 || unavailable[1].Load() == 0 {
+		t.Errorf("ErrTokenUnavailable seen %d and %d times: the removal did not reach the signers", unavailable[0].Load(), unavailable[1].Load())
+	}
+	for g := range okAfter {
+		if okAfter[g].Load() == 0 {
+			t.Errorf("goroutine %d signed nothing after the token came back", g)
+		}
+	}
 }

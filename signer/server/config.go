@@ -46,9 +46,10 @@ type Config struct {
 	// service is ready: a canary sign+verify with every active key (one
 	// signature at a time, so readiness never holds more than one token
 	// session), missing keys looked up again, the audit database pinged.
-	// While the service is not ready the pass repeats every second (or
-	// every ReadinessInterval if shorter), which is also when a lost token
-	// is reconnected. /readyz only reports the last pass: it never starts
+	// While the service is not ready, or signing found the token lost,
+	// the pass repeats every second (or every ReadinessInterval if
+	// shorter), which is also when a lost token is reconnected. /readyz
+	// only reports the last pass (and a token lost since): it never starts
 	// one, so polling it costs the token nothing. Default 10 s.
 	ReadinessInterval time.Duration `yaml:"readiness_interval"`
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
