@@ -335,7 +335,11 @@ func (t *Token) lose(ctx context.Context, cause error) error {
 		}
 	}
 	perr := t.presentLocked()
-	if perr == nil && !gone(cause) {
+	if !gone(cause) && (perr == nil || errors.Is(perr, ErrPINLocked)) {
+		// There, or there but locked: reconnecting would not help.
+		if cause == nil {
+			return perr
+		}
 		return cause
 	}
 	if cause == nil {
@@ -365,6 +369,9 @@ func (t *Token) reconnect(ctx context.Context) error {
 	if err == nil {
 		slog.InfoContext(ctx, "pkcs11 token back", slog.String("token", t.label))
 		return nil
+	}
+	if !errors.Is(err, ErrTokenNotFound) && !gone(err) {
+		return err // found but refusing (a wrong or locked PIN): re-initialising would not help
 	}
 	if rerr := t.mod.reinit(epoch); rerr != nil {
 		return errors.Join(err, rerr)

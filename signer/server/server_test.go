@@ -517,9 +517,9 @@ func TestReadinessMissingKey(t *testing.T) {
 	if resp, _ := http.Get(e.url + "/healthz"); resp.StatusCode != 200 {
 		t.Errorf("healthz %d", resp.StatusCode)
 	}
-	st, _, body := e.post(api.PathDSSE, tokOther, `{"key":"late","statement":`+statement("https://spdx.dev/Document", "")+`}`)
-	if st != 503 || body["error"] != "key_unavailable" {
-		t.Errorf("signing with the missing key: %d %v", st, body)
+	st, h, body := e.post(api.PathDSSE, tokOther, `{"key":"late","statement":`+statement("https://spdx.dev/Document", "")+`}`)
+	if st != 503 || body["error"] != "key_unavailable" || h.Get("Retry-After") != "1" {
+		t.Errorf("signing with the missing key: %d %v Retry-After %q", st, body, h.Get("Retry-After"))
 	}
 	if row := e.audit(body["requestId"].(string)); row.Decision != "failed" || row.Status != 503 {
 		t.Errorf("audit %+v", row)
@@ -544,9 +544,9 @@ func TestAuditFailureWithholdsSignature(t *testing.T) {
 	if _, err := e.root.Exec(fmt.Sprintf("REVOKE INSERT ON `%s`.signer_audit FROM '%s'@'127.0.0.1'", e.dbName, e.svcUser)); err != nil {
 		t.Fatal(err)
 	}
-	status, _, m := e.post(api.PathDSSE, tokAcme, `{"key":"acme-attest","statement":`+statement("https://slsa.dev/provenance/v1", "")+`}`)
-	if status != 503 || m["error"] != "audit_unavailable" || m["envelope"] != nil {
-		t.Fatalf("%d %v", status, m)
+	status, h, m := e.post(api.PathDSSE, tokAcme, `{"key":"acme-attest","statement":`+statement("https://slsa.dev/provenance/v1", "")+`}`)
+	if status != 503 || m["error"] != "audit_unavailable" || m["envelope"] != nil || h.Get("Retry-After") == "" {
+		t.Fatalf("%d %v Retry-After %q", status, m, h.Get("Retry-After"))
 	}
 	if n := e.auditCount(); n != 0 {
 		t.Errorf("%d audit rows", n)
