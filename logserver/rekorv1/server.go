@@ -33,12 +33,10 @@ import (
 	"github.com/sigstore/rekor/pkg/util"
 	"github.com/sigstore/sigstore/pkg/signature"
 
-	// The entry kinds this log accepts.
-	_ "github.com/sigstore/rekor/pkg/types/dsse/v0.0.1"
 	hashedrekord "github.com/sigstore/rekor/pkg/types/hashedrekord/v0.0.1"
-	_ "github.com/sigstore/rekor/pkg/types/intoto/v0.0.1"
-	_ "github.com/sigstore/rekor/pkg/types/intoto/v0.0.2"
 
+	// Every entry kind and version of Rekor v1.5.4.
+	_ "github.com/stellaops/tlog/logserver/kinds"
 	"github.com/stellaops/tlog/logserver/sequence"
 	"github.com/stellaops/tlog/logserver/store"
 )
