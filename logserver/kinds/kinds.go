@@ -9,12 +9,12 @@
 // public-key formats each takes:
 //
 //	hashedrekord 0.0.1  x509 key or certificate (PEM)
-//	rekord       0.0.1  pgp, minisign, ssh, x509, pkcs7 (and tuf by pki format)
+//	rekord       0.0.1  pgp, minisign, ssh, x509 key or certificate
 //	dsse         0.0.1  x509 keys or certificates
 //	intoto       0.0.1  x509 key or certificate
 //	intoto       0.0.2  x509 keys or certificates
 //	cose         0.0.1  x509 key or certificate
-//	jar          0.0.1  pkcs7 (the JAR's signature block)
+//	jar          0.0.1  pkcs7 (the JAR's signature block, its certificates)
 //	rpm          0.0.1  pgp
 //	helm         0.0.1  pgp (provenance file)
 //	alpine       0.0.1  x509 (RSA key of the APK signature)
@@ -29,8 +29,8 @@
 // missing content. A sovereign appliance must never fetch on behalf of a
 // client (SSRF into the site's network), so this is kept, and tested.
 //
-// Entry-size limits and the cost of parsing archives (jar, rpm, alpine,
-// helm) are bounded by the request-size cap of the HTTP layer.
+// The cost of parsing archives (jar, rpm, alpine, helm) is bounded by the
+// request-size cap of the HTTP layer.
 package kinds
 
 import (
