@@ -394,3 +394,8 @@ func runCode(args ...string) (int, string) {
 	code := Run(context.Background(), args, &out, &out)
 	return code, out.String()
 }
+
+func execCommand(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sort"
 
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/tlog"
@@ -71,16 +72,29 @@ func Verify(ctx context.Context, r Reader, m, n int64, root tree.Hash, progress 
 		return nil, fmt.Errorf("tiles: cannot verify from size %d to %d", m, n)
 	}
 	refs := c2sp.Tiles(m, n)
-	for i, ref := range refs {
+	// Hash tiles top-down, then the root, then the entries: a mismatch is
+	// blamed on the lowest thing that disagrees with verified hashes above.
+	sort.SliceStable(refs, func(i, j int) bool { return refs[i].Level > refs[j].Level })
+	done := 0
+	tick := func() {
+		done++
+		if progress != nil {
+			progress(done, len(refs))
+		}
+	}
+	var bundles []c2sp.TileRef
+	for _, ref := range refs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if ref.Level == c2sp.EntriesLevel {
+			bundles = append(bundles, ref)
+			continue
 		}
 		if err := checkTile(r, ref); err != nil {
 			return nil, err
 		}
-		if progress != nil {
-			progress(i+1, len(refs))
-		}
+		tick()
 	}
 	tr, err := Open(ctx, r, n)
 	if err != nil {
@@ -92,6 +106,15 @@ func Verify(ctx context.Context, r Reader, m, n int64, root tree.Hash, progress 
 	}
 	if got != root {
 		return nil, fmt.Errorf("%w: tiles give %s, checkpoint %s", ErrRoot, got, root)
+	}
+	for _, ref := range bundles {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := checkTile(r, ref); err != nil {
+			return nil, err
+		}
+		tick()
 	}
 	return tr, nil
 }
