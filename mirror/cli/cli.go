@@ -37,6 +37,7 @@ const usage = `usage: mirror <command> [flags]
 commands:
   export   copy a log into dated, verified snapshots (once, or --every 24h)
   kit      pack snapshots and trust material into an offline kit archive
+  serve    serve a mirror read-only as tlog-tiles, with the checkpoint history
   verify   check a kit offline (--kit), and evidence bundles against it (--bundle)
   vkey     print the signed-note vkey of a log's PEM public key (for the policy)
 
@@ -50,7 +51,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"export": runExport, "kit": runKit, "verify": runVerify, "vkey": runVKey,
+		"export": runExport, "kit": runKit, "serve": runServe, "verify": runVerify, "vkey": runVKey,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -67,6 +67,8 @@ func TestExportTessera(t *testing.T) {
 		t.Fatalf("day 2 snapshot: %+v %v", s, err)
 	}
 
+	checkServe(t, dir, l.vkey, policy, 2)
+
 	// A checkpoint whose cosignature was dropped is refused; nothing changes.
 	cp, _ := os.ReadFile(filepath.Join(l.storage, "checkpoint"))
 	lines := strings.SplitAfter(string(cp), "\n")
