@@ -33,7 +33,18 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("verify", stderr)
 	kitPath := fs.String("kit", "", "kit archive or directory")
 	asJSON := fs.Bool("json", false, "print a machine-readable verdict")
-	//BUNDLEFLAGS
+	var bundles multi
+	fs.Var(&bundles, "bundle", "evidence bundle to check against the kit (repeatable)")
+	o := bundleOpts{}
+	fs.DurationVar(&o.maxAge, "max-age", 0, "fail evidence whose entry is older than this (e.g. 24h; 0: no limit)")
+	fs.StringVar(&o.artifact, "artifact", "", "the artifact the bundles sign (checks its digest)")
+	fs.StringVar(&o.key, "key", "", "PEM public key of the signer of DSSE envelopes logged with a .tlog-proof")
+	fs.StringVar(&o.scanID, "scan-id", "", "scan_id to put in the JSON verdict (policy messages name it)")
+	fs.Func("now", "judge freshness as of this RFC 3339 time (default: the clock)", func(s string) error {
+		t, err := time.Parse(time.RFC3339, s)
+		o.now = t
+		return err
+	})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -46,7 +57,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer k.Close()
 	rep := kit.Verify(ctx, k)
-	//BUNDLES
+	if len(bundles) > 0 {
+		return verifyBundles(ctx, rep, bundles, o, *asJSON, stdout)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
