@@ -177,6 +177,12 @@ func (l *tessera) add(prefix string, n int) {
 	for i := range n {
 		os.WriteFile(filepath.Join(entries, fmt.Sprintf("%06d", i)), fmt.Appendf(nil, "%s entry %d\n", prefix, i), 0o600)
 	}
+	l.addDir(entries, n)
+}
+
+// addDir appends the n files of dir, in name order.
+func (l *tessera) addDir(entries string, n int) {
+	l.t.Helper()
 	args := []string{"--storage_dir=" + l.storage, "--entries=" + filepath.Join(entries, "*"), "--private_key=" + l.keyFile}
 	if l.policyFile != "" {
 		args = append(args, "--witness_policy_file="+l.policyFile, "--witness_timeout=1m")
