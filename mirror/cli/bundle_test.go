@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
+	"github.com/stellaops/tlog/mirror/evidence"
 	"github.com/stellaops/tlog/mirror/export"
 	"github.com/stellaops/tlog/testing/stack"
 )
@@ -139,6 +142,8 @@ func TestBundlesRekorV1(t *testing.T) {
 		}
 	}
 
+	checkWatch(t, kitFile, filepath.Join(dir, "cosign.pub"), blob, r.signer.PubPEM)
+
 	// The operator guide's policy, unchanged, with the real OPA.
 	opa := opaTool.Install(t)
 	pass := filepath.Join(dir, "pass.json")
@@ -191,4 +196,36 @@ func evalPolicy(t *testing.T, opa, input string) (deny, warn []string) {
 	}
 	v := res.Result[0].Expressions[0].Value
 	return v.Deny, v.Warn
+}
+
+// checkWatch watches the kit for cosign's key (two entries), the artifact
+// digest (two), the test signer's key by fingerprint (three), then resumes
+// from its state (nothing new).
+func checkWatch(t *testing.T, kitFile, cosignPub, artifact string, signerPEM []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	data, _ := os.ReadFile(artifact)
+	digest := fmt.Sprintf("sha256:%x", sha256.Sum256(data))
+	pub, _, err := evidence.KeyMaterial(signerPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := filepath.Join(dir, "watch.txt")
+	os.WriteFile(list, []byte("# watched\nfingerprint "+evidence.Fingerprint(pub)+"\n"), 0o644)
+	metrics := filepath.Join(dir, "watch.prom")
+	state := filepath.Join(dir, "state.json")
+	code, out := runCode("watch", "--dir", kitFile, "--key", cosignPub, "--digest", digest, "--identities", list, "--state", state, "--metrics-file", metrics)
+	if code != ExitMatches || strings.Count(out, "MATCH ") != 5 || !strings.Contains(out, "5 match(es)") {
+		t.Fatalf("watch: exit %d\n%s", code, out)
+	}
+	m, _ := os.ReadFile(metrics)
+	if !strings.Contains(string(m), `mirror_watch_matches{identity="digest `+digest+`"} 2`) || !strings.Contains(string(m), "mirror_watch_entries_scanned 5") {
+		t.Fatalf("metrics:\n%s", m)
+	}
+	if code, out := runCode("watch", "--dir", kitFile, "--key", cosignPub, "--state", state); code != 0 || !strings.Contains(out, "0 entries") {
+		t.Fatalf("watch from state: exit %d\n%s", code, out)
+	}
+	if code, out := runCode("watch", "--dir", kitFile, "--digest", "sha256:"+strings.Repeat("0", 64)); code != 0 || !strings.Contains(out, "0 match(es)") {
+		t.Fatalf("watch without match: exit %d\n%s", code, out)
+	}
 }

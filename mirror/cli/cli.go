@@ -39,6 +39,7 @@ commands:
   kit      pack snapshots and trust material into an offline kit archive
   serve    serve a mirror read-only as tlog-tiles, with the checkpoint history
   verify   check a kit offline (--kit), and evidence bundles against it (--bundle)
+  watch    list entries of new snapshots matching watched identities (exit 3 on a match)
   vkey     print the signed-note vkey of a log's PEM public key (for the policy)
 
 "mirror <command> -h" lists a command's flags.
@@ -51,7 +52,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"export": runExport, "kit": runKit, "serve": runServe, "verify": runVerify, "vkey": runVKey,
+		"export": runExport, "kit": runKit, "serve": runServe, "verify": runVerify, "watch": runWatch, "vkey": runVKey,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -259,3 +259,9 @@ func (i Identity) String() string {
 	parts = append(parts, i.Digests...)
 	return strings.Join(parts, " ")
 }
+
+// EntryDigest is sha256:<hex> of a raw log entry.
+func EntryDigest(entry []byte) string {
+	d := sha256.Sum256(entry)
+	return "sha256:" + hex.EncodeToString(d[:])
+}
