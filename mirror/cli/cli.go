@@ -40,6 +40,7 @@ commands:
   serve    serve a mirror read-only as tlog-tiles, with the checkpoint history
   verify   check a kit offline (--kit), and evidence bundles against it (--bundle)
   watch    list entries of new snapshots matching watched identities (exit 3 on a match)
+  report   write a self-contained HTML audit report of a kit
   vkey     print the signed-note vkey of a log's PEM public key (for the policy)
 
 "mirror <command> -h" lists a command's flags.
@@ -52,7 +53,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"export": runExport, "kit": runKit, "serve": runServe, "verify": runVerify, "watch": runWatch, "vkey": runVKey,
+		"export": runExport, "kit": runKit, "serve": runServe, "verify": runVerify, "watch": runWatch, "report": runReport, "vkey": runVKey,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
