@@ -226,7 +226,7 @@ type fileServer struct {
 	override map[string][]byte
 }
 
-func serveDir(t *testing.T, dir string) *fileServer {
+func serveDir(t testing.TB, dir string) *fileServer {
 	fs := &fileServer{override: map[string][]byte{}}
 	h := http.FileServer(http.Dir(dir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

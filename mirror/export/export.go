@@ -331,9 +331,15 @@ func (e *Exporter) inconsistent(s *snapshot.Snapshot, cp *trust.Checkpoint, reas
 	return &InconsistentError{Reason: reason, Evidence: dir}
 }
 
-// commit moves the verified staged tiles of the tree n beyond m into place.
+// commit moves the verified staged tiles of the tree n beyond m into
+// place: flush the staged data, rename, flush the renames. Only then is the
+// snapshot written, so a crash never leaves a snapshot (or a trusted tile)
+// whose data is not on disk.
 func (e *Exporter) commit(m, n int64) error {
 	staged, final := e.dir.Tiles("staging"), e.dir.Tiles("")
+	if err := store.SyncFS(e.dir.Root); err != nil {
+		return err
+	}
 	for _, ref := range c2sp.Tiles(m, n) {
 		if !staged.Has(ref) {
 			if final.Has(ref) {
@@ -341,9 +347,16 @@ func (e *Exporter) commit(m, n int64) error {
 			}
 			return fmt.Errorf("commit: %s neither staged nor stored", ref.Path())
 		}
-		if err := store.Move(staged.File(ref), final.File(ref)); err != nil {
+		to := final.File(ref)
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 			return err
 		}
+		if err := os.Rename(staged.File(ref), to); err != nil {
+			return err
+		}
+	}
+	if err := store.SyncFS(e.dir.Root); err != nil {
+		return err
 	}
 	return os.RemoveAll(e.dir.StagingDir())
 }

@@ -127,7 +127,7 @@ func (s *tilesSource) stage(ctx context.Context, old, c *trust.Checkpoint) (int,
 			if err != nil {
 				return err
 			}
-			if err := staged.Put(ref, data); err != nil {
+			if err := staged.Stage(ref, data); err != nil {
 				return err
 			}
 			s.e.progress.add(1, len(data))

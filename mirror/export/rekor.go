@@ -107,7 +107,7 @@ func (s *rekorSource) stage(ctx context.Context, old, c *trust.Checkpoint) (int,
 					return fetched, err
 				}
 			}
-			if err := staged.Put(ref, data); err != nil {
+			if err := staged.Stage(ref, data); err != nil {
 				return fetched, err
 			}
 			fetched += int((hi - max(lo, m) + rekorBatch - 1) / rekorBatch)
@@ -117,7 +117,7 @@ func (s *rekorSource) stage(ctx context.Context, old, c *trust.Checkpoint) (int,
 			hs = append(hs, tiles.LeafHash(bodies[i]))
 		}
 		for _, t := range tr.Append(hs) {
-			if err := staged.Put(c2sp.TileRef{Level: t.Level, Index: t.Index, Width: c2sp.TileWidth}, t.Data); err != nil {
+			if err := staged.Stage(c2sp.TileRef{Level: t.Level, Index: t.Index, Width: c2sp.TileWidth}, t.Data); err != nil {
 				return fetched, err
 			}
 		}
@@ -130,7 +130,7 @@ func (s *rekorSource) stage(ctx context.Context, old, c *trust.Checkpoint) (int,
 		if err != nil {
 			return fetched, err
 		}
-		if err := staged.Put(ref, data); err != nil {
+		if err := staged.Stage(ref, data); err != nil {
 			return fetched, err
 		}
 	}
