@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stellaops/tlog/mirror/export"
+)
+
+// TestExportDaemon runs the export on a short schedule: it exports, keeps
+// running through a source outage (counted as fetch failures), catches up
+// when the log is back and grown, and exposes it all as metrics.
+func TestExportDaemon(t *testing.T) {
+	logDir := t.TempDir()
+	g, vkey, _ := newGenLog(t, logDir, "example.com/daemon", 0)
+	g.append(t, entriesOf("d", 0, 10))
+	srv := serveDir(t, logDir)
+	policy := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(policy, []byte("log "+vkey+"\nquorum none\n"), 0o600)
+	dir := t.TempDir()
+	now := time.Now()
+	e := newExporter(t, export.Config{Source: srv.URL, Dir: dir, PolicyFile: policy, Every: 50 * time.Millisecond, Retries: 1}, &now)
+	m := e.Metrics()
+	scrape := httptest.NewServer(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	defer scrape.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Daemon(ctx) }()
+
+	waitFor := func(what string, ok func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute) // hang guard
+		for {
+			resp, err := scrape.Client().Get(scrape.URL)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if ok(string(b)) {
+					return string(b)
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("metrics never showed %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("a success", func(s string) bool { return strings.Contains(s, "mirror_export_snapshot_size 10\n") })
+	srv.set("checkpoint", []byte("garbage"))
+	waitFor("a failure", func(s string) bool { return !strings.Contains(s, `mirror_export_failures_total{reason="verify"} 0`) })
+	srv.set("checkpoint", nil)
+	g.append(t, entriesOf("d", 10, 300))
+	out := waitFor("the catch-up", func(s string) bool { return strings.Contains(s, "mirror_export_snapshot_size 310\n") })
+	if !strings.Contains(out, "mirror_export_lag_entries 0") || !strings.Contains(out, "mirror_export_last_success_timestamp_seconds ") {
+		t.Fatalf("metrics:\n%s", out)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExportProgressLines checks the progress lines an export prints when
+// its stderr is not a terminal.
+func TestExportProgressLines(t *testing.T) {
+	logDir := t.TempDir()
+	g, vkey, _ := newGenLog(t, logDir, "example.com/progress", 0)
+	g.append(t, entriesOf("p", 0, 600))
+	srv := serveDir(t, logDir)
+	policy := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(policy, []byte("log "+vkey+"\nquorum none\n"), 0o600)
+	var out, errb bytes.Buffer
+	if code := Run(t.Context(), []string{"export", "--source", srv.URL, "--dir", t.TempDir(), "--policy", policy}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "mirror: download 7/7 tiles") || !strings.Contains(errb.String(), "mirror: verify 7/7 tiles") {
+		t.Fatalf("progress:\n%s", errb.String())
+	}
+}
