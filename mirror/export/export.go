@@ -125,6 +125,9 @@ func (e *Exporter) Run(ctx context.Context) (*Result, error) {
 }
 
 func (e *Exporter) run(ctx context.Context) (*Result, error) {
+	if err := snapshot.Recover(e.dir.Root); err != nil {
+		return nil, err
+	}
 	fsys := os.DirFS(e.dir.Root)
 	dates, err := snapshot.List(fsys)
 	if err != nil {

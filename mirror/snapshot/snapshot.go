@@ -184,3 +184,36 @@ func Write(root string, s *Snapshot) error {
 	}
 	return os.RemoveAll(old)
 }
+
+// Recover undoes a Write interrupted between its two renames: a day whose
+// directory is missing but whose previous version (.old-<date>) is there
+// gets it back. Leftover temporary directories are removed.
+func Recover(root string) error {
+	base := filepath.Join(root, Dir)
+	es, err := os.ReadDir(base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, ".old-"):
+			final := filepath.Join(base, strings.TrimPrefix(name, ".old-"))
+			if _, err := os.Stat(final); errors.Is(err, fs.ErrNotExist) {
+				if err := os.Rename(filepath.Join(base, name), final); err != nil {
+					return err
+				}
+			} else if err := os.RemoveAll(filepath.Join(base, name)); err != nil {
+				return err
+			}
+		case strings.HasPrefix(name, ".tmp-"):
+			if err := os.RemoveAll(filepath.Join(base, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return store.SyncDir(base)
+}
