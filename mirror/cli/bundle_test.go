@@ -1,9 +1,16 @@
 package cli
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	rentries "github.com/sigstore/rekor/pkg/generated/client/entries"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
 	"github.com/stellaops/tlog/mirror/evidence"
 	"github.com/stellaops/tlog/mirror/export"
+	"github.com/stellaops/tlog/testing/entries"
 	"github.com/stellaops/tlog/testing/stack"
 )
 
@@ -55,9 +64,17 @@ func TestBundlesRekorV1(t *testing.T) {
 	os.WriteFile(blob, []byte("release 1.2.3\n"), 0o644)
 	cosignRun(t, dir, "sign-blob", "--yes", "--key", "cosign.key", "--rekor-url", r.ls.URL, "--bundle", "legacy.bundle", blob)
 	cosignRun(t, dir, "sign-blob", "--yes", "--key", "cosign.key", "--rekor-url", r.ls.URL, "--new-bundle-format", "--bundle", "new.sigstore.json", blob)
-	if _, err := bundle.LoadJSONFromPath(filepath.Join(dir, "new.sigstore.json")); err != nil {
-		t.Fatalf("sigstore-go reads cosign's bundle: %v", err)
+	pred := filepath.Join(dir, "predicate.json")
+	os.WriteFile(pred, []byte(`{"buildType":"https://example.com/build","builder":{"id":"ci"}}`), 0o644)
+	cosignRun(t, dir, "attest-blob", "--yes", "--key", "cosign.key", "--rekor-url", r.ls.URL, "--new-bundle-format",
+		"--predicate", pred, "--type", "slsaprovenance", "--bundle", "att.sigstore.json", blob)
+	for _, f := range []string{"new.sigstore.json", "att.sigstore.json"} {
+		if _, err := bundle.LoadJSONFromPath(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("sigstore-go reads cosign's %s: %v", f, err)
+		}
 	}
+	// A signer identified by a certificate (subject and e-mail SAN).
+	certSigner := certEntry(t, r, "release-bot@example.com")
 	logEntry := filepath.Join(dir, "entry.json")
 	data, _ := json.Marshal(r.posted[0])
 	os.WriteFile(logEntry, data, 0o644)
@@ -73,9 +90,9 @@ func TestBundlesRekorV1(t *testing.T) {
 	kitFile := filepath.Join(t.TempDir(), "kit.tar")
 	mustRun(t, "kit", "--dir", mdir, "--out", kitFile)
 
-	for _, b := range []string{logEntry, filepath.Join(dir, "legacy.bundle"), filepath.Join(dir, "new.sigstore.json")} {
+	for _, b := range []string{logEntry, filepath.Join(dir, "legacy.bundle"), filepath.Join(dir, "new.sigstore.json"), filepath.Join(dir, "att.sigstore.json")} {
 		args := []string{"--kit", kitFile, "--bundle", b, "--max-age", "1h", "--scan-id", "scan-1"}
-		if !strings.HasSuffix(b, "entry.json") {
+		if !strings.HasSuffix(b, "entry.json") && !strings.HasSuffix(b, "att.sigstore.json") {
 			args = append(args, "--artifact", blob)
 		}
 		code, v, out := verdictOf(t, args...)
@@ -142,7 +159,7 @@ func TestBundlesRekorV1(t *testing.T) {
 		}
 	}
 
-	checkWatch(t, kitFile, filepath.Join(dir, "cosign.pub"), blob, r.signer.PubPEM)
+	checkWatch(t, kitFile, filepath.Join(dir, "cosign.pub"), blob, r.signer.PubPEM, certSigner)
 
 	// The operator guide's policy, unchanged, with the real OPA.
 	opa := opaTool.Install(t)
@@ -201,7 +218,7 @@ func evalPolicy(t *testing.T, opa, input string) (deny, warn []string) {
 // checkWatch watches the kit for cosign's key (two entries), the artifact
 // digest (two), the test signer's key by fingerprint (three), then resumes
 // from its state (nothing new).
-func checkWatch(t *testing.T, kitFile, cosignPub, artifact string, signerPEM []byte) {
+func checkWatch(t *testing.T, kitFile, cosignPub, artifact string, signerPEM []byte, subject string) {
 	t.Helper()
 	dir := t.TempDir()
 	data, _ := os.ReadFile(artifact)
@@ -215,17 +232,45 @@ func checkWatch(t *testing.T, kitFile, cosignPub, artifact string, signerPEM []b
 	metrics := filepath.Join(dir, "watch.prom")
 	state := filepath.Join(dir, "state.json")
 	code, out := runCode("watch", "--dir", kitFile, "--key", cosignPub, "--digest", digest, "--identities", list, "--state", state, "--metrics-file", metrics)
-	if code != ExitMatches || strings.Count(out, "MATCH ") != 5 || !strings.Contains(out, "5 match(es)") {
+	// cosign's key: sign-blob twice and attest-blob; the artifact digest:
+	// the two signatures; the test signer: three entries.
+	if code != ExitMatches || strings.Count(out, "MATCH ") != 6 || !strings.Contains(out, "6 match(es)") {
 		t.Fatalf("watch: exit %d\n%s", code, out)
 	}
 	m, _ := os.ReadFile(metrics)
-	if !strings.Contains(string(m), `mirror_watch_matches{identity="digest `+digest+`"} 2`) || !strings.Contains(string(m), "mirror_watch_entries_scanned 5") {
+	if !strings.Contains(string(m), `mirror_watch_matches{identity="digest `+digest+`"} 2`) || !strings.Contains(string(m), "mirror_watch_entries_scanned 7") {
 		t.Fatalf("metrics:\n%s", m)
 	}
 	if code, out := runCode("watch", "--dir", kitFile, "--key", cosignPub, "--state", state); code != 0 || !strings.Contains(out, "0 entries") {
 		t.Fatalf("watch from state: exit %d\n%s", code, out)
 	}
+	if code, out := runCode("watch", "--dir", kitFile, "--subject", subject); code != ExitMatches || !strings.Contains(out, "subject "+subject) || !strings.Contains(out, "1 match(es)") {
+		t.Fatalf("watch by certificate subject: exit %d\n%s", code, out)
+	}
 	if code, out := runCode("watch", "--dir", kitFile, "--digest", "sha256:"+strings.Repeat("0", 64)); code != 0 || !strings.Contains(out, "0 match(es)") {
 		t.Fatalf("watch without match: exit %d\n%s", code, out)
 	}
+}
+
+// certEntry logs a hashedrekord whose verifier is a self-signed certificate
+// for the e-mail address, and returns the address.
+func certEntry(t *testing.T, r *rekorLog, email string) string {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "release bot"}, EmailAddresses: []string{email},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &entries.Signer{Key: key, PubPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	pe, err := s.HashedRekord([]byte("certified artifact"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.client.Entries.CreateLogEntry(rentries.NewCreateLogEntryParams().WithProposedEntry(pe)); err != nil {
+		t.Fatal(err)
+	}
+	return email
 }
