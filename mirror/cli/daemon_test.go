@@ -3,9 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,5 +86,31 @@ func TestExportProgressLines(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "mirror: download 7/7 tiles") || !strings.Contains(errb.String(), "mirror: verify 7/7 tiles") {
 		t.Fatalf("progress:\n%s", errb.String())
+	}
+}
+
+// TestExportProgressBar runs the real command on a terminal (util-linux
+// script(1) gives it a pty) and checks that it draws a bar in place.
+func TestExportProgressBar(t *testing.T) {
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) is not installed: no pty to test the progress bar on")
+	}
+	logDir := t.TempDir()
+	g, vkey, _ := newGenLog(t, logDir, "example.com/bar", 0)
+	g.append(t, entriesOf("b", 0, 20*256))
+	srv := serveDir(t, logDir)
+	srv.delay.Store(int64(15 * time.Millisecond))
+	policy := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(policy, []byte("log "+vkey+"\nquorum none\n"), 0o600)
+	cmd := fmt.Sprintf("%s export --source %s --dir %s --policy %s --workers 1", os.Args[0], srv.URL, t.TempDir(), policy)
+	c := exec.Command(scriptBin, "-q", "-e", "-c", cmd, "/dev/null")
+	c.Env = append(os.Environ(), "MIRROR_TEST_MAIN=1")
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "\rdownload [") || !strings.Contains(string(out), "] 41/41") {
+		t.Fatalf("no progress bar on the terminal:\n%q", out)
 	}
 }
