@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stellaops/tlog/logserver/tree"
 	"github.com/stellaops/tlog/mirror/export"
 	"github.com/stellaops/tlog/mirror/snapshot"
 	"github.com/stellaops/tlog/mirror/trust"
@@ -117,4 +118,40 @@ func TestExportTessera(t *testing.T) {
 		t.Fatalf("forked history: %v", err)
 	}
 	t.Logf("fork: %v", err)
+}
+
+// TestExportRewrittenHistory: the log, under its key, rewrites entries a
+// snapshot covers in a full tile and keeps growing. The new upper tile no
+// longer commits to the tile the mirror verified: a rewritten history,
+// refused with evidence, and nothing of it published.
+func TestExportRewrittenHistory(t *testing.T) {
+	dirA := t.TempDir()
+	g, vkey, _ := newGenLog(t, dirA, "example.com/rewrite", 0)
+	g.append(t, entriesOf("a", 0, 600))
+	srv := serveDir(t, dirA)
+	policy := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(policy, []byte("log "+vkey+"\nquorum none\n"), 0o600)
+	dir := t.TempDir()
+	now := day1
+	if _, err := newExporter(t, export.Config{Source: srv.URL, Dir: dir, PolicyFile: policy}, &now).Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	dirB := t.TempDir()
+	fork := &genLog{dir: dirB, skey: g.skey, tr: tree.New(nil, 1<<10)}
+	fork.append(t, append(entriesOf("b", 0, 256), g.entries[256:]...))
+	fork.append(t, entriesOf("a", 600, 400))
+	now = now.Add(24 * time.Hour)
+	_, err := newExporter(t, export.Config{Source: serveDir(t, dirB).URL, Dir: dir, PolicyFile: policy}, &now).Run(t.Context())
+	var inc *export.InconsistentError
+	if !errors.As(err, &inc) || !strings.Contains(err.Error(), "tile/1/000.p/3: hash 0 is not the root of tile/0/000, which an earlier snapshot verified") {
+		t.Fatalf("rewritten history: %v", err)
+	}
+	if ds, _ := snapshot.List(os.DirFS(dir)); len(ds) != 1 {
+		t.Fatalf("snapshots: %v", ds)
+	}
+	for _, p := range []string{"tile/0/003.p/232", "staging"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			t.Fatalf("%s of the rewritten history was kept", p)
+		}
+	}
 }

@@ -120,6 +120,11 @@ type Result struct {
 // Run performs one export.
 func (e *Exporter) Run(ctx context.Context) (*Result, error) {
 	res, err := e.run(ctx)
+	var inc *InconsistentError
+	if errors.As(err, &inc) {
+		// Tiles staged from an inconsistent log must not be reused.
+		os.RemoveAll(e.dir.StagingDir())
+	}
 	e.metrics.observe(e.Now(), res, err)
 	return res, err
 }
