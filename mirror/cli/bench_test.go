@@ -50,7 +50,7 @@ func BenchmarkMillion(b *testing.B) {
 	exp := time.Since(t0)
 	t1 := time.Now()
 	k, _ := kit.Open(dir)
-	rep := kit.Verify(b.Context(), k)
+	rep := kit.Verify(b.Context(), k, kit.Pins{})
 	if len(rep.Snapshots) != 1 || len(rep.Snapshots[0].Errors) != 0 || rep.Tree == nil {
 		b.Fatalf("verify: %+v", rep)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -33,6 +34,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("verify", stderr)
 	kitPath := fs.String("kit", "", "kit archive or directory")
 	asJSON := fs.Bool("json", false, "print a machine-readable verdict")
+	pins := pinFlags(fs)
 	var bundles multi
 	fs.Var(&bundles, "bundle", "evidence bundle to check against the kit (repeatable)")
 	o := bundleOpts{}
@@ -56,7 +58,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer k.Close()
-	rep := kit.Verify(ctx, k)
+	rep := kit.Verify(ctx, k, *pins)
 	if len(bundles) > 0 {
 		return verifyBundles(ctx, rep, bundles, o, *asJSON, stdout)
 	}
@@ -96,4 +98,12 @@ func printKit(w io.Writer, r *kit.Report) {
 	} else {
 		fmt.Fprintln(w, "NOT VERIFIED")
 	}
+}
+
+// pinFlags adds the flags of what the auditor holds apart from the kit.
+func pinFlags(fs *flag.FlagSet) *kit.Pins {
+	p := &kit.Pins{}
+	fs.StringVar(&p.PolicyFile, "policy", "", "verify with this trust policy instead of the kit's trust/policy (which must match)")
+	fs.StringVar(&p.Manifest, "manifest-sha256", "", "the MANIFEST.sha256 digest the kit's maker gave out of band")
+	return p
 }

@@ -22,6 +22,8 @@ type kitFixture struct {
 	srv       *fileServer
 	mirrorDir string
 	kitFile   string
+	manifest  string // the digest `mirror kit` printed
+	policy    string
 }
 
 func newKitFixture(t *testing.T) *kitFixture {
@@ -42,7 +44,10 @@ func newKitFixture(t *testing.T) *kitFixture {
 		now = now.Add(24 * time.Hour)
 	}
 	f.kitFile = filepath.Join(t.TempDir(), "kit.tar.gz")
-	mustRun(t, "kit", "--dir", f.mirrorDir, "--out", f.kitFile)
+	out := mustRun(t, "kit", "--dir", f.mirrorDir, "--out", f.kitFile)
+	_, after, _ := strings.Cut(out, "SHA-256 ")
+	f.manifest, _, _ = strings.Cut(after, " ")
+	f.policy = policy
 	return f
 }
 
@@ -80,6 +85,18 @@ func TestKitVerify(t *testing.T) {
 	}
 	if code, out := runCode("verify", "--kit", f.kitFile, "--json"); code != 0 || !strings.Contains(out, `"ok": true`) {
 		t.Fatalf("verify --json: %d\n%s", code, out)
+	}
+
+	// What the auditor holds apart from the kit: the manifest digest and the policy.
+	mustRun(t, "verify", "--kit", f.kitFile, "--manifest-sha256", f.manifest, "--policy", f.policy)
+	if code, out := runCode("verify", "--kit", f.kitFile, "--manifest-sha256", strings.Repeat("0", 64)); code != ExitFail || !strings.Contains(out, "not the pinned") {
+		t.Fatalf("wrong manifest digest: %d\n%s", code, out)
+	}
+	_, otherLog, _ := newGenLog(t, t.TempDir(), "example.com/gen", 0)
+	otherPolicy := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(otherPolicy, []byte("log "+otherLog+"\nquorum none\n"), 0o600)
+	if code, out := runCode("verify", "--kit", f.kitFile, "--policy", otherPolicy); code != ExitFail || !strings.Contains(out, "differs from the pinned policy") || !strings.Contains(out, "not signed by a log key") {
+		t.Fatalf("kit for another policy: %d\n%s", code, out)
 	}
 
 	cases := []struct {

@@ -17,6 +17,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("report", stderr)
 	kitPath := fs.String("kit", "", "kit archive or directory")
 	out := fs.String("out", "", "HTML file to write")
+	pins := pinFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -28,7 +29,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer k.Close()
-	rep := kit.Verify(ctx, k)
+	rep := kit.Verify(ctx, k, *pins)
 	var b bytes.Buffer
 	if err := report.Render(&b, rep, time.Now()); err != nil {
 		return err

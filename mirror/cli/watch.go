@@ -31,6 +31,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, kind := range []string{"key", "fingerprint", "subject", "digest"} {
 		fs.Func(kind, "watch this "+kind+" (repeatable)", func(v string) error { return l.Add(kind, v, ".") })
 	}
+	pins := pinFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := os.Stat(filepath.Join(k.Root, kit.Manifest)); err == nil {
 		// A kit is verified before it is believed; a mirror directory was
 		// verified by the export that wrote it.
-		if rep := kit.Verify(ctx, k); !rep.OK {
+		if rep := kit.Verify(ctx, k, *pins); !rep.OK {
 			printKit(stderr, rep)
 			return errors.New("the kit does not verify; not watching it")
 		}

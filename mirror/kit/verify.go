@@ -59,12 +59,37 @@ type SnapshotResult struct {
 	Errors       []string `json:"errors"`
 }
 
+// Pins are what the auditor holds independently of the kit.
+type Pins struct {
+	// PolicyFile, if set, is the trust policy to verify with instead of
+	// the kit's own trust/policy (which must then be identical).
+	PolicyFile string
+	// Manifest, if set, is the expected hex SHA-256 of MANIFEST.sha256.
+	Manifest string
+}
+
 // Verify checks a kit (see the package comment). It never stops at the
 // first failure: every failure is in the report.
-func Verify(ctx context.Context, k *Kit) *Report {
+func Verify(ctx context.Context, k *Kit, pins Pins) *Report {
 	r := &Report{Kit: k.Source, Errors: []string{}, Snapshots: []SnapshotResult{}}
 	r.checkManifest(k)
-	t, err := trust.Load(filepath.Join(k.Root, "trust", "policy"), "")
+	if pins.Manifest != "" && !strings.EqualFold(pins.Manifest, r.Manifest) {
+		r.Errors = append(r.Errors, fmt.Sprintf("%s has SHA-256 %s, not the pinned %s: another or altered kit", Manifest, r.Manifest, pins.Manifest))
+	}
+	policy := filepath.Join(k.Root, "trust", "policy")
+	if pins.PolicyFile != "" {
+		own, _ := os.ReadFile(policy)
+		pinned, err := os.ReadFile(pins.PolicyFile)
+		if err != nil {
+			r.Errors = append(r.Errors, "pinned policy: "+err.Error())
+			return r.done()
+		}
+		if !bytes.Equal(own, pinned) {
+			r.Errors = append(r.Errors, "trust/policy differs from the pinned policy "+pins.PolicyFile+" (verifying with the pinned one)")
+		}
+		policy = pins.PolicyFile
+	}
+	t, err := trust.Load(policy, "")
 	if err != nil {
 		r.Errors = append(r.Errors, "trust policy: "+err.Error())
 		return r.done()
