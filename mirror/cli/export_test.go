@@ -155,3 +155,33 @@ func TestExportRewrittenHistory(t *testing.T) {
 		}
 	}
 }
+
+// TestExportPartialTilesGone: the log deleted the partial tiles of the
+// checkpoint's size because the full tiles exist (tlog-tiles allows it);
+// the export cuts them from the full tiles.
+func TestExportPartialTilesGone(t *testing.T) {
+	logDir := t.TempDir()
+	g, vkey, _ := newGenLog(t, logDir, "example.com/partial", 0)
+	g.append(t, entriesOf("p", 0, 400))
+	root400, _ := g.tr.Root(t.Context(), 400)
+	cp400 := g.sign(t, 400, root400)
+	g.append(t, entriesOf("p", 400, 112)) // 512: tile 1 is full
+	os.WriteFile(filepath.Join(logDir, "checkpoint"), cp400, 0o644)
+	for _, p := range []string{"tile/0/001.p/144", "tile/entries/001.p/144"} {
+		if err := os.Remove(filepath.Join(logDir, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := serveDir(t, logDir)
+	policy := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(policy, []byte("log "+vkey+"\nquorum none\n"), 0o600)
+	now := day1
+	dir := t.TempDir()
+	res, err := newExporter(t, export.Config{Source: srv.URL, Dir: dir, PolicyFile: policy}, &now).Run(t.Context())
+	if err != nil || res.Snapshot.Size != 400 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tile/entries/001.p/144")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -123,7 +124,7 @@ func (s *tilesSource) stage(ctx context.Context, old, c *trust.Checkpoint) (int,
 	g.SetLimit(s.e.cfg.Workers)
 	for _, ref := range todo {
 		g.Go(func() error {
-			data, err := s.f.get(gctx, s.base+"/"+ref.Path())
+			data, err := s.fetchTile(gctx, ref)
 			if err != nil {
 				return err
 			}
@@ -136,4 +137,37 @@ func (s *tilesSource) stage(ctx context.Context, old, c *trust.Checkpoint) (int,
 		})
 	}
 	return len(todo), g.Wait()
+}
+
+// fetchTile downloads a tile. A partial tile the log no longer serves
+// (tlog-tiles lets a log delete it once the full tile exists) is cut from
+// the full tile: its first width hashes or entries are the partial tile.
+func (s *tilesSource) fetchTile(ctx context.Context, ref c2sp.TileRef) ([]byte, error) {
+	data, err := s.f.get(ctx, s.base+"/"+ref.Path())
+	if err == nil || ref.Width == c2sp.TileWidth || !errors.Is(err, fs.ErrNotExist) {
+		return data, err
+	}
+	full := c2sp.TileRef{Level: ref.Level, Index: ref.Index, Width: c2sp.TileWidth}
+	data, ferr := s.f.get(ctx, s.base+"/"+full.Path())
+	if ferr != nil {
+		return nil, err
+	}
+	if ref.Level >= 0 {
+		if len(data) < ref.Width*c2sp.HashSize {
+			return nil, fmt.Errorf("%s: %d bytes, too short for %s", full.Path(), len(data), ref.Path())
+		}
+		return data[:ref.Width*c2sp.HashSize], nil
+	}
+	var out []byte
+	for i := 0; i < ref.Width; i++ {
+		if len(data) < 2 {
+			return nil, fmt.Errorf("%s: too short for %s", full.Path(), ref.Path())
+		}
+		n := 2 + (int(data[0])<<8 | int(data[1]))
+		if len(data) < n {
+			return nil, fmt.Errorf("%s: too short for %s", full.Path(), ref.Path())
+		}
+		out, data = append(out, data[:n]...), data[n:]
+	}
+	return out, nil
 }
