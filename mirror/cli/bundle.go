@@ -117,7 +117,7 @@ func verifyBundles(ctx context.Context, rep *kit.Report, files []string, o bundl
 			v.Attestations.RekorAgeHours = &h
 		}
 	}
-	if first := v.Bundles[0]; err0(first) {
+	if first := v.Bundles[0]; first.Format != "" { // the first bundle could be read
 		idx := first.Index
 		v.Index, v.IntegratedTime = &idx, first.IntegratedTime
 	}
@@ -135,8 +135,6 @@ func verifyBundles(ctx context.Context, rep *kit.Report, files []string, o bundl
 	}
 	return nil
 }
-
-func err0(r *evidence.Result) bool { return r.Format != "" }
 
 func printVerdict(w io.Writer, v *Verdict) {
 	kitState := "verified"

@@ -184,4 +184,29 @@ func TestExportPartialTilesGone(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "tile/entries/001.p/144")); err != nil {
 		t.Fatal(err)
 	}
+	// Later the same day the log has grown: the day's snapshot is replaced,
+	// and the next day's is proven from it.
+	e := newExporter(t, export.Config{Source: srv.URL, Dir: dir, PolicyFile: policy}, &now)
+	cp512 := g.sign(t, 512, mustRoot(t, g, 512))
+	os.WriteFile(filepath.Join(logDir, "checkpoint"), cp512, 0o644)
+	if res, err := e.Run(t.Context()); err != nil || res.Snapshot.Size != 512 || res.Snapshot.Date != "2026-11-28" || res.Snapshot.Previous != "" {
+		t.Fatalf("same day, grown: %+v %v", res, err)
+	}
+	g.append(t, entriesOf("p", 512, 10))
+	now = now.Add(24 * time.Hour)
+	if res, err := e.Run(t.Context()); err != nil || res.Snapshot.Previous != "2026-11-28" || res.Snapshot.PreviousSize != 512 {
+		t.Fatalf("next day: %+v %v", res, err)
+	}
+	if ds, _ := snapshot.List(os.DirFS(dir)); len(ds) != 2 {
+		t.Fatalf("snapshots %v", ds)
+	}
+}
+
+func mustRoot(t *testing.T, g *genLog, n int64) tree.Hash {
+	t.Helper()
+	r, err := g.tr.Root(t.Context(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -55,8 +55,7 @@ func newKitFixture(t *testing.T) *kitFixture {
 func (f *kitFixture) unpacked(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	out := mustRunT(t, "tar", "-xzf", f.kitFile, "-C", dir)
-	_ = out
+	mustRunT(t, "tar", "-xzf", f.kitFile, "-C", dir)
 	return dir
 }
 
