@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +18,9 @@ import (
 	rentries "github.com/sigstore/rekor/pkg/generated/client/entries"
 	"github.com/sigstore/rekor/pkg/generated/models"
 
+	"github.com/stellaops/tlog/internal/keyfile"
 	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/witnessing"
 	"github.com/stellaops/tlog/mirror/export"
 	"github.com/stellaops/tlog/testing/entries"
 	"github.com/stellaops/tlog/testing/stack"
@@ -135,4 +140,65 @@ func TestExportRekorV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("fork: %v", inc)
+}
+
+// TestExportRekorV1Witnessed mirrors our logserver through its Rekor v1 API
+// at its C2SP checkpoint, cosigned by our witness binary: the snapshot has
+// the witness quorum, the Rekor signed tree head is checked against it, and
+// a Rekor LogEntry (whose proof is against the Rekor checkpoint) verifies
+// against the kit as witnessed.
+func TestExportRekorV1Witnessed(t *testing.T) {
+	const origin = "stella.test/log"
+	keyPath := filepath.Join(t.TempDir(), "note.pem")
+	key, err := keyfile.CreateEd25519(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := witnessing.NewCheckpointSigner(origin, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startWitness(t, "witness.test/w3", origin, cs.VerifierKey())
+	lsPolicy := filepath.Join(t.TempDir(), "log-policy")
+	os.WriteFile(lsPolicy, fmt.Appendf(nil, "log %s\nwitness W %s %s\nquorum W\n", cs.VerifierKey(), w.VKey, w.URL), 0o600)
+	r := newRekorLogWith(t, func(c *config.Config) {
+		c.Witnessing = config.Witnessing{Origin: origin, KeyFile: keyPath, PolicyFile: lsPolicy, RetryMin: 100 * time.Millisecond, RetryMax: time.Second}
+	})
+	r.add(t, "w", 30)
+	deadline := time.Now().Add(time.Minute) // hang guard
+	for {
+		resp, err := http.Get(r.ls.URL + "/checkpoint")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), "\n30\n") && strings.Contains(string(b), "— witness.test/w3 ") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the logserver never published a cosigned checkpoint of size 30")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	policy := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(policy, fmt.Appendf(nil, "log %s\nlog %s\nwitness W %s\nquorum W\n", cs.VerifierKey(), r.vkey, w.VKey), 0o600)
+	dir := t.TempDir()
+	now := time.Now()
+	e := newExporter(t, export.Config{Source: r.ls.URL, Kind: export.KindRekorV1, CheckpointURL: r.ls.URL + "/checkpoint", Dir: dir, PolicyFile: policy}, &now)
+	res, err := e.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Snapshot.Size != 30 || res.Snapshot.Origin != origin || !res.Snapshot.Quorum || len(res.Snapshot.Witnesses) != 1 {
+		t.Fatalf("snapshot %+v", res.Snapshot)
+	}
+	kitFile := filepath.Join(t.TempDir(), "kit.tar")
+	mustRun(t, "kit", "--dir", dir, "--out", kitFile)
+	entry := filepath.Join(t.TempDir(), "entry.json")
+	data, _ := json.Marshal(r.posted[len(r.posted)-1])
+	os.WriteFile(entry, data, 0o644)
+	code, v, out := verdictOf(t, "--kit", kitFile, "--bundle", entry)
+	if code != 0 || !v.Verified || !v.Witnessed {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
 }

@@ -26,6 +26,13 @@ type Config struct {
 	// note key, or for a Rekor v1 log its ECDSA key as a 0x02 vkey; see
 	// `mirror vkey`), the witnesses' vkeys and the quorum. Required.
 	PolicyFile string
+	// CheckpointURL, for Kind "rekor-v1", is a C2SP checkpoint of the same
+	// tree published beside the Rekor API (our logserver: <Source>/checkpoint,
+	// cosigned by its witnesses). The snapshot is then taken at that
+	// checkpoint, whose log signature and witness quorum are verified; the
+	// Rekor signed tree head must verify too (list both log keys in the
+	// policy) and be the same tree or a consistent extension of it.
+	CheckpointURL string
 	// Origin pins the checkpoint origin. Empty: the log key's name, or
 	// "<key name> - <tree ID>" (Rekor v1); the first snapshot's origin is
 	// then pinned by the chain.
@@ -64,6 +71,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("source %q: want an http(s) URL", c.Source))
 	}
 	c.Source = strings.TrimRight(c.Source, "/")
+	if c.CheckpointURL != "" && c.Kind != KindRekorV1 {
+		errs = append(errs, errors.New("checkpoint-url: only for kind rekor-v1"))
+	}
 	if c.Dir == "" {
 		errs = append(errs, errors.New("dir: required"))
 	}

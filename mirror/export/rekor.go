@@ -17,6 +17,7 @@ import (
 
 	"github.com/stellaops/tlog/logserver/tree"
 	"github.com/stellaops/tlog/mirror/c2sp"
+	"github.com/stellaops/tlog/mirror/snapshot"
 	"github.com/stellaops/tlog/mirror/tiles"
 	"github.com/stellaops/tlog/mirror/trust"
 )
@@ -57,15 +58,43 @@ func (s *rekorSource) checkpoint(ctx context.Context) ([]byte, error) {
 	s.mu.Lock()
 	s.info = &info
 	s.mu.Unlock()
+	if s.e.cfg.CheckpointURL != "" {
+		return s.f.get(ctx, s.e.cfg.CheckpointURL)
+	}
 	return []byte(info.SignedTreeHead), nil
+}
+
+// matchSTH checks the Rekor signed tree head against the C2SP checkpoint c
+// of the same tree: same size and root, or a larger tree that the log
+// proves consistent with c.
+func (s *rekorSource) matchSTH(ctx context.Context, info *rekorLogInfo, c *trust.Checkpoint) error {
+	sthSnap := &snapshot.Snapshot{Meta: snapshot.Meta{Date: "the Rekor signed tree head"}, Checkpoint: []byte(info.SignedTreeHead)}
+	sth, err := s.e.trust.VerifyLog([]byte(info.SignedTreeHead))
+	if err != nil {
+		return &VerifyError{fmt.Errorf("Rekor signed tree head: %w", err)}
+	}
+	switch {
+	case sth.Size < c.Size:
+		return &VerifyError{fmt.Errorf("Rekor signed tree head (size %d) is behind the checkpoint (size %d)", sth.Size, c.Size)}
+	case sth.Size == c.Size && sth.Root != c.Root:
+		return s.e.inconsistent(sthSnap, c, fmt.Sprintf("split view: the Rekor signed tree head and the checkpoint give size %d two roots", c.Size))
+	case sth.Size > c.Size && c.Size > 0:
+		if err := s.verifyProof(ctx, c.Size, sth.Size, c.Root[:], sth.Root[:], info.TreeID); err != nil {
+			return s.e.inconsistent(sthSnap, c, fmt.Sprintf("the Rekor signed tree head (size %d) is not consistent with the checkpoint (size %d): %v", sth.Size, c.Size, err))
+		}
+	}
+	return nil
 }
 
 func (s *rekorSource) stage(ctx context.Context, old, c *trust.Checkpoint) (int, error) {
 	s.mu.Lock()
 	info := s.info
 	s.mu.Unlock()
-	root, err := hex.DecodeString(info.RootHash)
-	if err != nil || info.TreeSize != c.Size || string(root) != string(c.Root[:]) {
+	if s.e.cfg.CheckpointURL != "" {
+		if err := s.matchSTH(ctx, info, c); err != nil {
+			return 0, err
+		}
+	} else if root, err := hex.DecodeString(info.RootHash); err != nil || info.TreeSize != c.Size || string(root) != string(c.Root[:]) {
 		return 0, &VerifyError{fmt.Errorf("GET /api/v1/log: treeSize %d rootHash %s disagree with its signed tree head (size %d)", info.TreeSize, info.RootHash, c.Size)}
 	}
 	m := int64(0)
@@ -140,7 +169,20 @@ func (s *rekorSource) stage(ctx context.Context, old, c *trust.Checkpoint) (int,
 // checkProof asks the log for a consistency proof from the newest snapshot:
 // a proof that does not verify is a fork.
 func (s *rekorSource) checkProof(ctx context.Context, old, c *trust.Checkpoint, treeID string) error {
-	u := fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", s.base, old.Size, c.Size)
+	if err := s.verifyProof(ctx, old.Size, c.Size, old.Root[:], c.Root[:], treeID); err != nil {
+		latest, lerr := s.e.latestSnapshot()
+		if lerr != nil {
+			return lerr
+		}
+		return s.e.inconsistent(latest, c, fmt.Sprintf("the log's consistency proof %d→%d does not verify against snapshot %s: %v",
+			old.Size, c.Size, latest.Meta.Date, err))
+	}
+	return nil
+}
+
+// verifyProof fetches and verifies the log's consistency proof m→n.
+func (s *rekorSource) verifyProof(ctx context.Context, m, n int64, rootM, rootN []byte, treeID string) error {
+	u := fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", s.base, m, n)
 	if treeID != "" {
 		u += "&treeID=" + treeID
 	}
@@ -163,15 +205,7 @@ func (s *rekorSource) checkProof(ctx context.Context, old, c *trust.Checkpoint, 
 		}
 		hs = append(hs, b)
 	}
-	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(old.Size), uint64(c.Size), hs, old.Root[:], c.Root[:]); err != nil {
-		latest, lerr := s.e.latestSnapshot()
-		if lerr != nil {
-			return lerr
-		}
-		return s.e.inconsistent(latest, c, fmt.Sprintf("the log's consistency proof %d→%d does not verify against snapshot %s: %v",
-			old.Size, c.Size, latest.Meta.Date, err))
-	}
-	return nil
+	return proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(m), uint64(n), hs, rootM, rootN)
 }
 
 // bundle returns the entries [lo, hi): those below m from the stored
