@@ -1,10 +1,10 @@
-// Package c2sp holds the mirror's encoding and parsing of the C2SP wire
-// formats it handles itself: tlog-tiles paths and entry bundles
-// (c2sp.org/tlog-tiles) and tlog-proof files (c2sp.org/tlog-proof@v1).
-// Checkpoints, signed notes and tlog-policy files are parsed by the
-// project's shared implementations (internal/notekey,
-// logserver/witnessing, transparency-dev/formats); this package is the one
-// place to switch when the project's consolidated C2SP package lands.
+// Package c2sp holds the C2SP wire formats the mirror needs that the
+// project's internal/c2sp does not have yet: tlog-tiles paths and entry
+// bundles (c2sp.org/tlog-tiles) and tlog-proof files
+// (c2sp.org/tlog-proof@v1). Checkpoints and signed notes come from
+// internal/c2sp, vkeys from internal/notekey, tlog-policy files from
+// logserver/witnessing. These functions belong in internal/c2sp; they are
+// kept here, in one place, until they move.
 package c2sp
 
 import (

@@ -193,5 +193,5 @@ func vkeyOfPEM(file, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return VKeyOf(name, pub)
+	return notekey.VerifierKeyFromPublicKey(name, pub)
 }

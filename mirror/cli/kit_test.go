@@ -119,7 +119,7 @@ func TestKitVerify(t *testing.T) {
 			lines := strings.SplitN(string(cp), "\n", 4)
 			lines[2] = b64(make([]byte, 32))
 			os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644)
-		}, true, "invalid signature by example.com/gen"},
+		}, true, "invalid signature by a trusted key"},
 		{"truncated tile", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, "tile/0/001")
 			d, _ := os.ReadFile(p)

@@ -29,36 +29,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/stellaops/tlog/internal/durablefile"
 	"github.com/stellaops/tlog/mirror/c2sp"
 )
 
-// WriteFile writes data to path durably: temporary file, fsync, rename,
-// fsync of the directory. Missing directories are created.
+// WriteFile writes data to path durably (internal/durablefile: temporary
+// file, fsync, rename, fsync of the directory). Missing directories are
+// created.
 func WriteFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return SyncDir(dir)
+	return durablefile.Write(path, data, 0o644)
 }
 
 // WriteFileNoSync writes data to path via a temporary file and a rename,
@@ -101,14 +83,7 @@ func SyncFS(dir string) error {
 }
 
 // SyncDir fsyncs a directory, making renames in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func SyncDir(dir string) error { return durablefile.SyncDir(dir) }
 
 // Dir is a mirror directory.
 type Dir struct {
@@ -163,14 +138,14 @@ func (t FileTiles) Stage(ref c2sp.TileRef, data []byte) error {
 }
 
 // Files lists every regular file below dir as slash-separated paths
-// relative to dir, skipping temporary files.
+// relative to dir, skipping hidden (temporary) files.
 func Files(dir string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".tmp-") {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
 			rel, err := filepath.Rel(dir, p)
 			if err != nil {
 				return err

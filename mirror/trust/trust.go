@@ -24,10 +24,10 @@ import (
 	"strings"
 	"time"
 
-	flog "github.com/transparency-dev/formats/log"
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/stellaops/tlog/internal/c2sp"
+	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/logserver/witnessing"
 )
 
@@ -90,26 +90,24 @@ func Parse(policy []byte, origin string) (*Trust, error) {
 }
 
 func parseLogKey(vkey string) (LogKey, error) {
-	v, err := fnote.NewVerifier(vkey)
+	v, err := notekey.LogVerifier(vkey)
 	if err != nil {
 		return LogKey{}, err
 	}
-	parts := strings.SplitN(vkey, "+", 3)
-	raw, err := base64.StdEncoding.DecodeString(parts[2])
-	if err != nil || len(raw) < 2 {
-		return LogKey{}, errors.New("bad vkey")
+	name, _, typ, key, err := notekey.SplitVKey(vkey)
+	if err != nil {
+		return LogKey{}, err
 	}
-	k := LogKey{VKey: vkey, Name: parts[0], Verifier: v}
-	switch raw[0] {
-	case 0x01:
-		k.Public = ed25519.PublicKey(raw[1:])
-	case 0x02:
-		k.Public, err = x509.ParsePKIXPublicKey(raw[1:])
-		if err != nil {
+	k := LogKey{VKey: vkey, Name: name, Verifier: v}
+	switch typ {
+	case notekey.Ed25519:
+		k.Public = ed25519.PublicKey(key)
+	case notekey.ECDSA:
+		if k.Public, err = x509.ParsePKIXPublicKey(key); err != nil {
 			return LogKey{}, err
 		}
 	default:
-		return LogKey{}, fmt.Errorf("vkey type 0x%02x is not a log key", raw[0])
+		return LogKey{}, fmt.Errorf("vkey type 0x%02x is not a log key", typ)
 	}
 	if k.SPKI, err = x509.MarshalPKIXPublicKey(k.Public); err != nil {
 		return LogKey{}, err
@@ -190,16 +188,13 @@ func (t *Trust) VerifyLog(raw []byte) (*Checkpoint, error) {
 	for _, w := range t.Policy.Witnesses {
 		vs = append(vs, w.Verifier())
 	}
-	n, err := note.Open(raw, note.VerifierList(vs...))
-	if err != nil {
-		var inv *note.InvalidSignatureError
-		if errors.As(err, &inv) {
-			return nil, fmt.Errorf("checkpoint: invalid signature by %s: altered checkpoint or cosignature", inv.Name)
-		}
-		var unv *note.UnverifiedNoteError
-		if errors.As(err, &unv) {
-			return nil, errors.New("checkpoint: not signed by a log key of the trust policy (another log?)")
-		}
+	n, err := c2sp.Open(raw, note.VerifierList(vs...))
+	switch {
+	case errors.Is(err, c2sp.ErrBadSignature):
+		return nil, fmt.Errorf("checkpoint: invalid signature by a trusted key (%v): altered checkpoint or cosignature", err)
+	case errors.Is(err, c2sp.ErrUntrusted):
+		return nil, errors.New("checkpoint: not signed by a log key of the trust policy (another log?)")
+	case err != nil:
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	c := &Checkpoint{Raw: raw, CosignedAt: map[string]time.Time{}}
@@ -212,7 +207,12 @@ func (t *Trust) VerifyLog(raw []byte) (*Checkpoint, error) {
 		}
 		for _, w := range t.Policy.Witnesses {
 			if s.Name == w.KeyName && s.Hash == w.KeyID {
-				ts, err := fnote.CoSigV1Timestamp(s)
+				// The base64 of a signature line is key ID (4 bytes) || signature.
+				sig, err := base64.StdEncoding.DecodeString(s.Base64)
+				var ts time.Time
+				if err == nil && len(sig) > 4 {
+					ts, err = c2sp.CosignatureTime(sig[4:])
+				}
 				if err != nil {
 					return nil, fmt.Errorf("checkpoint: cosignature of %s: %w", w.Name, err)
 				}
@@ -225,8 +225,8 @@ func (t *Trust) VerifyLog(raw []byte) (*Checkpoint, error) {
 		return nil, errors.New("checkpoint: only witness signatures verified, no log signature")
 	}
 	sort.Strings(c.Witnesses)
-	var cp flog.Checkpoint
-	if _, err := cp.Unmarshal([]byte(n.Text)); err != nil {
+	cp, err := c2sp.ParseCheckpoint(n.Text)
+	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	if err := t.checkOrigin(cp.Origin, c.Log); err != nil {
@@ -236,7 +236,7 @@ func (t *Trust) VerifyLog(raw []byte) (*Checkpoint, error) {
 		return nil, errors.New("checkpoint: size out of range")
 	}
 	c.Origin, c.Size = cp.Origin, int64(cp.Size)
-	copy(c.Root[:], cp.Hash)
+	c.Root = cp.Hash
 	c.Quorum = t.Policy.Satisfied(c.Witnesses)
 	return c, nil
 }
