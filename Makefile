@@ -19,6 +19,7 @@ deps:
 
 build: deps
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./logserver/cmd/logserver ./witness/cmd/witness ./signer/cmd/signer \
+		./mirror/cmd/mirror \
 		./deployment/cmd/localrun ./testing/cmd/loadgen ./testing/cmd/compare
 
 vet:
