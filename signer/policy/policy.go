@@ -6,6 +6,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/stellaops/tlog/signer/canonical"
+	"github.com/stellaops/tlog/signer/schema"
 )
 
 // Policy is what one tenant (or one key) may sign.
@@ -16,6 +19,9 @@ type Policy struct {
 	// by canonical URI or alias. Empty means every type in the catalog.
 	// Types outside the catalog are never allowed.
 	AllowedPredicateTypes []string
+	// Schemas are the payload types with a JSON Schema (the Stella
+	// types). Nil means [schema.Default].
+	Schemas *schema.Set
 }
 
 // Request is a payload someone asks the signer to sign.
@@ -43,6 +49,28 @@ type Decision struct {
 	PII bool
 	// RedactionTicket is the ticket that allowed a PII payload.
 	RedactionTicket string
+	// Payload is what to sign: the RFC 8785 form of the request's payload
+	// for a Stella payload type, the request's payload byte for byte
+	// otherwise.
+	Payload []byte
+	// Stella is set for a Stella payload type.
+	Stella *Stella
+}
+
+// Stella is what the signer needs to know about a Stella payload beyond
+// the statement.
+type Stella struct {
+	Type     schema.Type
+	Producer Producer
+}
+
+// Producer is the predicate's producer block.
+type Producer struct {
+	Service string `json:"service"`
+	Version string `json:"version"`
+	// Image is the producer's (scanner's) image by digest,
+	// "repo@sha256:<hex>", when it names one.
+	Image string `json:"image,omitempty"`
 }
 
 const inTotoPayloadType = "application/vnd.in-toto+json"
@@ -52,7 +80,10 @@ var ticketRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/#-]{0,127}$`)
 // Check validates req against the policy (a nil Policy is the default one) and returns the decision, or an
 // error wrapping one of the package's refusal sentinels. The checks, in
 // order: payload type; Statement v1 validity ([ParseStatement]); predicate
-// type known and allowed; the PII rule.
+// type known and allowed; for a Stella payload type, its JSON Schema
+// (refusals wrap [ErrSchema] and name the failing field) and RFC 8785
+// canonicalisation (package canonical: the decision's Payload); the PII
+// rule.
 //
 // PII rule: a payload is marked pii=true when the request says so, when
 // the predicate has a top-level "pii" member, or when a subject has a
@@ -86,12 +117,16 @@ func (p *Policy) Check(req Request) (*Decision, error) {
 	}) {
 		return nil, fmt.Errorf("%w: %q for this tenant", ErrPredicateNotAllowed, st.PredicateType)
 	}
+	d := &Decision{Statement: st, PredicateType: uri, Payload: req.Payload}
+	if err := p.stella(d, req.Payload); err != nil {
+		return nil, err
+	}
 	pii, err := markedPII(st)
 	if err != nil {
 		return nil, err
 	}
 	pii = pii || req.PII
-	d := &Decision{Statement: st, PredicateType: uri, PII: pii}
+	d.PII = pii
 	if pii {
 		if req.RedactionTicket == "" {
 			return nil, ErrRedactionRequired
@@ -132,4 +167,36 @@ func markedPII(st *Statement) (bool, error) {
 		}
 	}
 	return pii, nil
+}
+
+// stella validates a Stella payload against its schema and canonicalises
+// it; other payloads are left alone.
+func (p *Policy) stella(d *Decision, payload []byte) error {
+	set := p.Schemas
+	if set == nil {
+		set = schema.Default
+	}
+	t, ok := set.Lookup(d.PredicateType)
+	if !ok {
+		return nil
+	}
+	doc, err := schema.Decode(payload)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidStatement, err)
+	}
+	if _, err := set.Validate(d.PredicateType, doc); err != nil {
+		return fmt.Errorf("%w: %w", ErrSchema, err)
+	}
+	c, err := canonical.Transform(payload)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidStatement, err)
+	}
+	var pred struct {
+		Producer Producer `json:"producer"`
+	}
+	if err := json.Unmarshal(d.Statement.Predicate, &pred); err != nil {
+		return fmt.Errorf("%w: predicate: %v", ErrInvalidStatement, err)
+	}
+	d.Payload, d.Stella = c, &Stella{Type: t, Producer: pred.Producer}
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/stellaops/tlog/signer/schema"
 )
 
 const (
@@ -67,25 +69,28 @@ func TestParseStatement(t *testing.T) {
 }
 
 func TestPredicateTypes(t *testing.T) {
-	tenant := &Policy{AllowedPredicateTypes: []string{"stella.ops/promotion@v1", SLSAProvenanceV1, "cyclonedx"}}
+	// The zero schema set: predicate type resolution alone (the Stella
+	// types' schemas are tested in stella_test.go).
+	noSchemas := &schema.Set{}
+	tenant := &Policy{AllowedPredicateTypes: []string{"stella.ops/promotion@v1", SLSAProvenanceV1, "cyclonedx"}, Schemas: noSchemas}
 	for _, tc := range []struct {
 		name, predicateType string
 		policy              *Policy
 		canonical           string // "" means refused
 	}{
-		{"alias accepted as its URI", "stella.ops/promotion@v1", &Policy{}, PromotionV1},
+		{"alias accepted as its URI", "stella.ops/promotion@v1", &Policy{Schemas: noSchemas}, PromotionV1},
 		{"URI allowed through its alias", PromotionV1, tenant, PromotionV1},
 		{"alias allowed through its alias", "stella.ops/promotion@v1", tenant, PromotionV1},
 		{"SLSA v1", SLSAProvenanceV1, tenant, SLSAProvenanceV1},
 		{"cosign short name", "slsaprovenance1", tenant, SLSAProvenanceV1},
 		{"CycloneDX URI allowed through short name", CycloneDX, tenant, CycloneDX},
-		{"seed's SBOM URI", "https://stella-ops.org/attestations/sbom/1", &Policy{}, SBOMV1},
-		{"OpenVEX", OpenVEXV020, &Policy{}, OpenVEXV020},
-		{"SPDX", SPDX, &Policy{}, SPDX},
+		{"seed's SBOM URI", "https://stella-ops.org/attestations/sbom/1", &Policy{Schemas: noSchemas}, SBOMV1},
+		{"OpenVEX", OpenVEXV020, &Policy{Schemas: noSchemas}, OpenVEXV020},
+		{"SPDX", SPDX, &Policy{Schemas: noSchemas}, SPDX},
 		{"known but not allowed for the tenant", SPDX, tenant, ""},
 		{"other version is another type", "https://cyclonedx.org/bom/v1.5", tenant, ""},
-		{"unknown type", "https://example.com/whatever/v1", &Policy{}, ""},
-		{"case matters", "Stella.ops/promotion@v1", &Policy{}, ""},
+		{"unknown type", "https://example.com/whatever/v1", &Policy{Schemas: noSchemas}, ""},
+		{"case matters", "Stella.ops/promotion@v1", &Policy{Schemas: noSchemas}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := tc.policy.Check(Request{PayloadType: "application/vnd.in-toto+json", Payload: stmt(goodSubject, tc.predicateType, "")})
@@ -110,7 +115,7 @@ func TestPredicateTypes(t *testing.T) {
 
 func TestPIIRule(t *testing.T) {
 	p := &Policy{}
-	plain := stmt(goodSubject, PromotionV1, `{"env":"prod"}`)
+	plain := stmt(goodSubject, SLSAProvenanceV1, `{"env":"prod"}`)
 	for _, tc := range []struct {
 		name    string
 		payload []byte
@@ -122,12 +127,12 @@ func TestPIIRule(t *testing.T) {
 		{"unmarked", plain, false, "", nil, false},
 		{"request marks pii without ticket", plain, true, "", ErrRedactionRequired, false},
 		{"request marks pii with ticket", plain, true, "PRIV-1234", nil, true},
-		{"predicate pii true", stmt(goodSubject, PromotionV1, `{"pii":true}`), false, "", ErrRedactionRequired, false},
-		{"predicate pii \"true\"", stmt(goodSubject, PromotionV1, `{"pii":"true"}`), false, "", ErrRedactionRequired, false},
-		{"predicate pii with ticket", stmt(goodSubject, PromotionV1, `{"pii":true}`), false, "PRIV-1234", nil, true},
-		{"predicate pii false", stmt(goodSubject, PromotionV1, `{"pii":false}`), false, "", nil, false},
-		{"subject annotation pii", stmt(`{"digest":{"sha256":"`+sha256Hex+`"},"annotations":{"pii":"true"}}`, PromotionV1, ""), false, "", ErrRedactionRequired, false},
-		{"malformed marker", stmt(goodSubject, PromotionV1, `{"pii":"yes"}`), false, "PRIV-1", ErrInvalidStatement, false},
+		{"predicate pii true", stmt(goodSubject, SLSAProvenanceV1, `{"pii":true}`), false, "", ErrRedactionRequired, false},
+		{"predicate pii \"true\"", stmt(goodSubject, SLSAProvenanceV1, `{"pii":"true"}`), false, "", ErrRedactionRequired, false},
+		{"predicate pii with ticket", stmt(goodSubject, SLSAProvenanceV1, `{"pii":true}`), false, "PRIV-1234", nil, true},
+		{"predicate pii false", stmt(goodSubject, SLSAProvenanceV1, `{"pii":false}`), false, "", nil, false},
+		{"subject annotation pii", stmt(`{"digest":{"sha256":"`+sha256Hex+`"},"annotations":{"pii":"true"}}`, SLSAProvenanceV1, ""), false, "", ErrRedactionRequired, false},
+		{"malformed marker", stmt(goodSubject, SLSAProvenanceV1, `{"pii":"yes"}`), false, "PRIV-1", ErrInvalidStatement, false},
 		{"malformed ticket", plain, true, "PRIV 1234\n", ErrRedactionRequired, false},
 		{"ticket too long", plain, true, strings.Repeat("a", 129), ErrRedactionRequired, false},
 		{"ticket on unmarked payload is harmless", plain, false, "PRIV-1", nil, false},

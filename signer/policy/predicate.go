@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"slices"
+
+	"github.com/stellaops/tlog/signer/schema"
 )
 
 // PredicateType is one accepted predicate type: its canonical URI and the
@@ -12,15 +14,16 @@ type PredicateType struct {
 	Aliases []string
 }
 
-// Stella's own predicate types. The seed documents name them
-// "stella.ops/<kind>@v1", which is not an absolute URI (cosign attest
-// rejects it), so the canonical form is a URI and the seed name an alias.
+// Some of Stella's own predicate types (all of them: [schema.Types]). The
+// seed documents name them "stella.ops/<kind>@v1" or "StellaOps.<Kind>@1",
+// which are not absolute URIs (cosign attest rejects them), so the
+// canonical form is a URI and the seed names are aliases.
 const (
-	PromotionV1   = "https://stella-ops.org/attestations/promotion/v1"
-	SBOMV1        = "https://stella-ops.org/attestations/sbom/v1"
-	VEXV1         = "https://stella-ops.org/attestations/vex/v1"
-	VEXDecisionV1 = "https://stella-ops.org/attestations/vexDecision/v1"
-	GraphV1       = "https://stella-ops.org/attestations/graph/v1"
+	PromotionV1   = schema.PromotionV1
+	SBOMV1        = schema.SBOMV1
+	VEXV1         = schema.VEXV1
+	VEXDecisionV1 = schema.VEXDecisionV1
+	GraphV1       = schema.GraphV1
 )
 
 // Well-known predicate types (in-toto attestation predicate registry).
@@ -34,11 +37,12 @@ const (
 	OpenVEXV020        = "https://openvex.dev/ns/v0.2.0"
 )
 
-// BuiltinPredicateTypes is the default catalog. Aliases include cosign's
+// BuiltinPredicateTypes is the default catalog: well-known types, then
+// the Stella payload types of package schema. Aliases include cosign's
 // --type short names, so that statements made with them are accepted.
 // Version-specific URIs (".../Document/v2.3", ".../bom/v1.5") are distinct
 // types, not aliases: a tenant allows exactly the versions it consumes.
-var BuiltinPredicateTypes = []PredicateType{
+var BuiltinPredicateTypes = append([]PredicateType{
 	{URI: SLSAProvenanceV1, Aliases: []string{"slsaprovenance1"}},
 	{URI: SLSAProvenanceV02, Aliases: []string{"slsaprovenance02", "slsaprovenance"}},
 	{URI: SLSAVerificationV1},
@@ -51,11 +55,14 @@ var BuiltinPredicateTypes = []PredicateType{
 	{URI: "https://cyclonedx.org/bom/v1.6"},
 	{URI: OpenVEX, Aliases: []string{"openvex"}},
 	{URI: OpenVEXV020},
-	{URI: PromotionV1, Aliases: []string{"stella.ops/promotion@v1"}},
-	{URI: SBOMV1, Aliases: []string{"stella.ops/sbom@v1", "https://stella-ops.org/attestations/sbom/1"}},
-	{URI: VEXV1, Aliases: []string{"stella.ops/vex@v1"}},
-	{URI: VEXDecisionV1, Aliases: []string{"stella.ops/vexDecision@v1"}},
-	{URI: GraphV1, Aliases: []string{"stella.ops/graph@v1"}},
+}, stellaTypes()...)
+
+func stellaTypes() []PredicateType {
+	var out []PredicateType
+	for _, t := range schema.Types {
+		out = append(out, PredicateType{URI: t.PredicateType, Aliases: t.Aliases})
+	}
+	return out
 }
 
 // Catalog maps every accepted predicate type name to its canonical URI.

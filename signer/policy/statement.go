@@ -26,6 +26,7 @@ var (
 	ErrInvalidStatement    = errors.New("policy: invalid in-toto Statement v1")
 	ErrPredicateNotAllowed = errors.New("policy: predicate type not allowed")
 	ErrRedactionRequired   = errors.New("policy: payload marked pii=true needs a redaction ticket")
+	ErrSchema              = errors.New("policy: payload does not match the schema of its type")
 )
 
 // Reason returns a short stable label for a refusal ("invalid_statement",
@@ -42,6 +43,8 @@ func Reason(err error) string {
 		return "predicate_type_not_allowed"
 	case errors.Is(err, ErrRedactionRequired):
 		return "redaction_required"
+	case errors.Is(err, ErrSchema):
+		return "schema_violation"
 	}
 	return "internal"
 }

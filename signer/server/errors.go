@@ -102,6 +102,8 @@ func classifyStatus(err error) (status int, code string) {
 		return http.StatusForbidden, "redaction_required"
 	case errors.Is(err, pkcs11.ErrTokenUnavailable):
 		return http.StatusServiceUnavailable, "token_unavailable"
+	case errors.Is(err, policy.ErrSchema):
+		return http.StatusBadRequest, "schema_violation"
 	case errors.Is(err, ErrKeyUnavailable):
 		return http.StatusServiceUnavailable, "key_unavailable"
 	case errors.Is(err, ErrNoActiveVersion):

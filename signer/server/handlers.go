@@ -53,8 +53,7 @@ func (s *Server) signDSSE(ctx context.Context, c *call) (any, error) {
 	case len(payload) == 0:
 		return nil, fmt.Errorf("%w: no payload", ErrBadRequest)
 	}
-	pae := dsse.PAE(req.PayloadType, payload)
-	sum := sha256.Sum256(pae)
+	sum := sha256.Sum256(dsse.PAE(req.PayloadType, payload))
 	c.rec.PAESHA256 = sum[:]
 	inToto := req.PayloadType == dsse.InTotoPayloadType
 	nk, err := s.key(c, req.Key, PurposeDSSE)
@@ -75,6 +74,12 @@ func (s *Server) signDSSE(ctx context.Context, c *call) (any, error) {
 		canonical = d.PredicateType
 		c.rec.PredicateType = canonical
 		c.rec.Subjects = subjects(d.Statement)
+		if d.Stella != nil {
+			// A Stella payload type is signed in its RFC 8785 form.
+			payload = d.Payload
+			sum = sha256.Sum256(dsse.PAE(req.PayloadType, payload))
+			c.rec.PAESHA256 = sum[:]
+		}
 	} else {
 		if !slices.Contains(c.p.tenant.cfg.AllowedPayloadTypes, req.PayloadType) {
 			return nil, fmt.Errorf("%w: %q for this tenant", policy.ErrPayloadType, req.PayloadType)

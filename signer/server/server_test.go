@@ -195,7 +195,7 @@ func TestDSSEPolicy(t *testing.T) {
 	e := newEnv(t, baseConfig(time.Now()), server.Options{})
 	p := api.PathDSSE
 	body := func(req api.DSSERequest) string { b, _ := json.Marshal(req); return string(b) }
-	alias := statement("stella.ops/promotion@v1", "")
+	alias := stellaFixture(t, "promotion") // predicate type stella.ops/promotion@v1
 	pii := statement("https://slsa.dev/provenance/v1", `{"pii":true}`)
 	cases := []struct {
 		name, token, body string
