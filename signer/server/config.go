@@ -55,6 +55,13 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
 	// Default 15 s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Entitlements is the entitlement store and its outage rules, needed
+	// when a tenant sets require_entitlement (package entitlement).
+	Entitlements *EntitlementsConfig `yaml:"entitlements"`
+	// Releases is the release-integrity check of scanner images through
+	// OCI referrers, needed when a tenant sets require_release_verification
+	// (package referrers); it also serves GET /api/v1/signer/verify/referrers.
+	Releases *ReleasesConfig `yaml:"releases"`
 }
 
 // TLSConfig serves HTTPS.
@@ -165,9 +172,11 @@ const (
 	ScopeCheckpoint  = "sign:checkpoint"
 	ScopeDigests     = "sign:digests"
 	ScopeCosignature = "sign:cosignature"
+	// ScopeApproveRelease records manual approvals of scanner images.
+	ScopeApproveRelease = "approve:release"
 )
 
-var scopes = []string{ScopeDSSE, ScopeCheckpoint, ScopeDigests, ScopeCosignature}
+var scopes = []string{ScopeDSSE, ScopeCheckpoint, ScopeDigests, ScopeCosignature, ScopeApproveRelease}
 
 // TenantConfig is one caller organisation or component.
 type TenantConfig struct {
@@ -196,6 +205,15 @@ type TenantConfig struct {
 	AllowedPayloadTypes []string `yaml:"allowed_payload_types"`
 	// Quota limits the tenant.
 	Quota QuotaConfig `yaml:"quota"`
+	// RequireEntitlement makes every sign/dsse request of the tenant need
+	// an entitlement (plan: predicate types, keys, daily signatures,
+	// payload size) from the entitlements store.
+	RequireEntitlement bool `yaml:"require_entitlement"`
+	// RequireReleaseVerification signs a Stella payload whose
+	// predicate.producer.image names a scanner image only if that image
+	// passes release verification (trusted referrers, the allow-list of
+	// trusted scanner digests, or an unexpired manual approval).
+	RequireReleaseVerification bool `yaml:"require_release_verification"`
 }
 
 // TokenConfig is one bearer token of a tenant.
@@ -204,7 +222,8 @@ type TokenConfig struct {
 	ID string `yaml:"id"`
 	// SHA256 is the lowercase hex SHA-256 of the token string.
 	SHA256 string `yaml:"sha256"`
-	// Scopes: sign:dsse, sign:checkpoint, sign:digests, sign:cosignature.
+	// Scopes: sign:dsse, sign:checkpoint, sign:digests, sign:cosignature,
+	// approve:release.
 	Scopes []string `yaml:"scopes"`
 }
 
@@ -419,6 +438,7 @@ func (c *Config) Validate() error {
 			q.MaxPayloadBytes = 1 << 20
 		}
 	}
+	errs = append(errs, c.validateStella()...)
 	return errors.Join(errs...)
 }
 

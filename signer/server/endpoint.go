@@ -26,6 +26,7 @@ type call struct {
 	rec  audit.Record
 	// signTook is the time spent signing (set by handlers that signed).
 	signTook time.Duration
+	st       stellaCall
 }
 
 // handlerFunc decodes c.body, checks, signs and returns the answer.
@@ -45,6 +46,8 @@ func (s *Server) endpoint(name, scope string, h handlerFunc) http.Handler {
 		}
 		c := &call{p: p, rec: audit.Record{Time: start, RequestID: newRequestID(), Endpoint: name, RemoteAddr: r.RemoteAddr,
 			Tenant: p.tenant.cfg.Name, Caller: p.caller, AuthMethod: p.method}}
+		c.st.traceID = traceID(r)
+		w.Header().Set("X-Trace-Id", c.st.traceID)
 		resp, err := s.run(r, c, scope, h)
 
 		status, code, after := classify(err)
@@ -86,6 +89,7 @@ func (s *Server) endpoint(name, scope string, h handlerFunc) http.Handler {
 			w.Header().Set("X-Request-Id", c.rec.RequestID)
 			writeJSON(w, status, resp)
 		}
+		s.observeDecision(r.Context(), name, c, status, code)
 		s.m.requests.WithLabelValues(name, tenantName, code).Inc()
 		s.m.reqLatency.WithLabelValues(name, fmt.Sprint(status)).Observe(time.Since(start).Seconds())
 	})

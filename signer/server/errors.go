@@ -6,8 +6,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stellaops/tlog/signer/entitlement"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/signer/policy"
+	"github.com/stellaops/tlog/signer/referrers"
 )
 
 // Sentinel errors of the API. Handlers return them (wrapped with detail);
@@ -104,6 +106,24 @@ func classifyStatus(err error) (status int, code string) {
 		return http.StatusServiceUnavailable, "token_unavailable"
 	case errors.Is(err, policy.ErrSchema):
 		return http.StatusBadRequest, "schema_violation"
+	case errors.Is(err, entitlement.ErrDenied):
+		return http.StatusForbidden, "entitlement_denied"
+	case errors.Is(err, entitlement.ErrQuota):
+		return http.StatusTooManyRequests, "quota_exceeded"
+	case errors.Is(err, entitlement.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "payload_too_large"
+	case errors.Is(err, entitlement.ErrUnavailable):
+		return http.StatusServiceUnavailable, "entitlement_unavailable"
+	case errors.Is(err, referrers.ErrUnverified):
+		return http.StatusForbidden, "release_unverified"
+	case errors.Is(err, referrers.ErrBadDigest):
+		return http.StatusBadRequest, "bad_request"
+	case errors.Is(err, referrers.ErrRegistry):
+		return http.StatusServiceUnavailable, "registry_unavailable"
+	case errors.Is(err, ErrApprovals):
+		return http.StatusServiceUnavailable, "approvals_unavailable"
+	case errors.Is(err, ErrReleasesOff):
+		return http.StatusNotFound, "release_verification_off"
 	case errors.Is(err, ErrKeyUnavailable):
 		return http.StatusServiceUnavailable, "key_unavailable"
 	case errors.Is(err, ErrNoActiveVersion):

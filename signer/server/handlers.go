@@ -64,6 +64,7 @@ func (s *Server) signDSSE(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	var canonical string
+	var dec *policy.Decision
 	if inToto {
 		d, err := c.p.tenant.policy.Check(policy.Request{PayloadType: req.PayloadType, Payload: payload,
 			PII: req.PII, RedactionTicket: req.RedactionTicket})
@@ -71,7 +72,7 @@ func (s *Server) signDSSE(ctx context.Context, c *call) (any, error) {
 			auditStatement(c, payload)
 			return nil, err
 		}
-		canonical = d.PredicateType
+		dec, canonical = d, d.PredicateType
 		c.rec.PredicateType = canonical
 		c.rec.Subjects = subjects(d.Statement)
 		if d.Stella != nil {
@@ -90,6 +91,9 @@ func (s *Server) signDSSE(ctx context.Context, c *call) (any, error) {
 		if req.PII && !ticketRE.MatchString(req.RedactionTicket) {
 			return nil, fmt.Errorf("%w: malformed redaction ticket", policy.ErrRedactionRequired)
 		}
+	}
+	if err := s.stellaGate(ctx, c, nk.cfg.Name, canonical, dec, len(payload)); err != nil {
+		return nil, err
 	}
 	sk, err := nk.newest(s.now(), 0)
 	if err != nil {

@@ -81,6 +81,7 @@ type Server struct {
 	auth    *authenticator
 	unauth  *unauthGate
 	m       *metrics
+	st      *stella // issue 18: entitlements, release verification
 
 	readyMu   sync.Mutex // one readiness pass at a time
 	ready     atomic.Pointer[readiness]
@@ -147,6 +148,9 @@ func New(ctx context.Context, cfg *Config, o Options) (_ *Server, err error) {
 			s.log.Error("audit commit failed", slog.Int("rows", n), slog.Any("error", err))
 		}
 	}})
+	if err := s.newStella(); err != nil {
+		return nil, err
+	}
 	for _, tc := range cfg.Tenants {
 		s.tenants[tc.Name] = newTenant(tc)
 	}
@@ -177,6 +181,7 @@ func (s *Server) closeParts() error {
 	if s.db != nil {
 		errs = append(errs, s.db.Close())
 	}
+	errs = append(errs, s.st.close())
 	if s.tok != nil {
 		errs = append(errs, s.tok.Close())
 	}
