@@ -7,7 +7,10 @@
 // Outages: an entitlement read from the store is reused for
 // Config.RefreshInterval; after that the store is asked again, and if it
 // cannot answer the last known entitlement is used until it is
-// Config.CacheTTL old. Beyond that, signing stops (ErrUnavailable), unless
+// Config.CacheTTL old. Concurrent requests of a tenant share one store
+// query, and after a failure the store is not asked again for
+// RefreshInterval, so a hanging store delays at most one request per
+// interval by StoreTimeout. Beyond that, signing stops (ErrUnavailable), unless
 // the operator configured an emergency bypass (bounded in time, with a
 // reason and a ticket): then requests are signed without an entitlement,
 // and every such decision is reported as State "bypass" so that the
@@ -29,6 +32,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Refusals. ErrDenied, ErrQuota and ErrTooLarge are the store's answer; ErrUnavailable
@@ -172,14 +177,19 @@ type Checker struct {
 	canonical func(string) (string, bool)
 	observe   func(Outcome)
 
-	mu    sync.Mutex
-	cache map[string]*cached
-	usage map[string]*usage
+	flight singleflight.Group
+	mu     sync.Mutex
+	cache  map[string]*cached
+	usage  map[string]*usage
 }
 
 type cached struct {
 	e       *Entitlement // nil: the store said ErrNotFound
 	fetched time.Time
+	// failed is when the store last failed for the tenant after fetched;
+	// it is not asked again before RefreshInterval has passed since.
+	failed time.Time
+	err    error
 }
 
 type usage struct {
@@ -267,19 +277,34 @@ func (c *Checker) lookup(ctx context.Context, tenant string, now time.Time) (e *
 	if ce != nil && now.Sub(ce.fetched) < c.cfg.RefreshInterval {
 		return ce.e, Live, now.Sub(ce.fetched), nil
 	}
-	qctx, cancel := context.WithTimeout(ctx, c.cfg.StoreTimeout)
-	got, err := c.store.Get(qctx, tenant)
-	cancel()
-	switch {
-	case err == nil || errors.Is(err, ErrNotFound):
-		if err != nil {
-			got = nil
+	var err error
+	if ce != nil && !ce.failed.IsZero() && now.Sub(ce.failed) < c.cfg.RefreshInterval {
+		err = ce.err // the store failed a moment ago: do not wait on it again
+	} else {
+		// One store query per tenant at a time; concurrent requests share it.
+		v, qerr, _ := c.flight.Do(tenant, func() (any, error) {
+			qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.StoreTimeout)
+			defer cancel()
+			return c.store.Get(qctx, tenant)
+		})
+		got, _ := v.(*Entitlement)
+		err = qerr
+		if err == nil || errors.Is(err, ErrNotFound) {
+			if err != nil {
+				got = nil
+			}
+			c.mu.Lock()
+			c.cache[tenant] = &cached{e: got, fetched: now}
+			c.mu.Unlock()
+			return got, Live, 0, nil
 		}
-		c.mu.Lock()
-		c.cache[tenant] = &cached{e: got, fetched: now}
-		c.mu.Unlock()
-		return got, Live, 0, nil
-	case ce != nil && now.Sub(ce.fetched) < c.cfg.CacheTTL:
+		if ce != nil {
+			c.mu.Lock()
+			c.cache[tenant] = &cached{e: ce.e, fetched: ce.fetched, failed: now, err: err}
+			c.mu.Unlock()
+		}
+	}
+	if ce != nil && now.Sub(ce.fetched) < c.cfg.CacheTTL {
 		return ce.e, Cached, now.Sub(ce.fetched), err
 	}
 	return nil, "", 0, err

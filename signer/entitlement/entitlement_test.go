@@ -157,7 +157,14 @@ func TestCacheRefreshAndExpiry(t *testing.T) {
 	if last.Result != "unavailable" || !errors.Is(last.StoreErr, errDown) {
 		t.Fatalf("outcome %+v", last)
 	}
+	// Right after a failure the store is not asked again (no request waits
+	// on a dead store more than once per refresh interval).
 	fs.down = false
+	gets := fs.gets
+	if _, err := c.Check(ctx, ok); !errors.Is(err, ErrUnavailable) || fs.gets != gets {
+		t.Fatalf("store asked again during the back-off: %v, %d → %d queries", err, gets, fs.gets)
+	}
+	clk.t = clk.t.Add(30 * time.Second)
 	if g, err := c.Check(ctx, ok); err != nil || g.State != Live {
 		t.Fatalf("store back: %+v %v", g, err)
 	}

@@ -667,7 +667,7 @@ func TestExampleConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Keys) != 4 || len(cfg.Tenants) != 3 || cfg.Token.Sessions != 2 {
+	if len(cfg.Keys) != 4 || len(cfg.Tenants) != 4 || cfg.Token.Sessions != 2 || cfg.Entitlements == nil || cfg.Releases == nil {
 		t.Errorf("parsed %+v", cfg)
 	}
 }
