@@ -1,11 +1,15 @@
 package canonical
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
 )
 
 // The examples of RFC 8785 §3.2.2 (values) and §3.2.3 (sorting).
@@ -92,6 +96,7 @@ func TestRefusals(t *testing.T) {
 	for _, tc := range []struct{ name, in, field string }{
 		{"integer beyond 2^53", `{"a":{"n":9007199254740993}}`, "/a/n"},
 		{"negative integer beyond 2^53", `{"a":[1,-9007199254740993]}`, "/a/1"},
+		{"integer a double rounds", `{"id":12345678901234567890}`, "/id"},
 		{"out of double range", `{"x":1e400}`, "/x"},
 		{"duplicate member", `{"a":1,"b":{"c":1,"c":2}}`, "/b"},
 		{"trailing data", `{"a":1} {}`, ""},
@@ -108,7 +113,69 @@ func TestRefusals(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Transform([]byte(`[9007199254740992, 1.5e300, 12345678901234567890.0]`)); err != nil {
+	if _, err := Transform([]byte(`[9007199254740992, 1.5e300, 12345678901234567890.0, 26798450047706354000, -0]`)); err != nil {
 		t.Errorf("exact integer / float refused: %v", err)
+	}
+}
+
+// TestAgainstReferenceImplementation compares Transform with the RFC
+// author's implementation (cyberphone/json-canonicalization, test only) on
+// random JSON values: nested objects with BMP and supplementary-plane
+// member names, control characters, and doubles across the whole range.
+func TestAgainstReferenceImplementation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8785, 1))
+	runes := []rune{'a', 'Z', '0', '\t', '\n', 0x01, 0x1f, '"', '\\', '/', 0x7f, 0x80, 0xe9, 0x20ac, 0x2028, 0xfb33, 0xffff, 0x1f600, 0x10000, 0x10ffff, '<', '&'}
+	str := func() string {
+		var b strings.Builder
+		for range rng.IntN(6) {
+			b.WriteRune(runes[rng.IntN(len(runes))])
+		}
+		return b.String()
+	}
+	var gen func(depth int) any
+	gen = func(depth int) any {
+		switch k := rng.IntN(7); {
+		case depth > 3 || k == 0:
+			switch rng.IntN(4) {
+			case 0:
+				return str()
+			case 1:
+				return math.Float64frombits(rng.Uint64()&^(0x7ff<<52) | uint64(rng.IntN(0x7ff))<<52) // finite
+			case 2:
+				return float64(rng.Int64N(1<<53)) * float64(1-2*rng.IntN(2))
+			default:
+				return []any{nil, true, false}[rng.IntN(3)]
+			}
+		case k < 4:
+			m := map[string]any{}
+			for range rng.IntN(5) {
+				m[str()] = gen(depth + 1)
+			}
+			return m
+		default:
+			var a []any
+			for range rng.IntN(4) {
+				a = append(a, gen(depth+1))
+			}
+			return a
+		}
+	}
+	for i := range 1000 {
+		v := map[string]any{"v": gen(0), str(): gen(1)} // the reference wants an object or array
+		in, err := json.Marshal(v)
+		if err != nil {
+			continue // NaN/Inf cannot be JSON
+		}
+		want, err := jsoncanonicalizer.Transform(in)
+		if err != nil {
+			t.Fatalf("reference refused %s: %v", in, err)
+		}
+		got, err := Transform(in)
+		if err != nil {
+			t.Fatalf("case %d: %s: %v", i, in, err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("case %d: %s\ngot  %s\nwant %s", i, in, got, want)
+		}
 	}
 }

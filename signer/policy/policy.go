@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/stellaops/tlog/signer/canonical"
 	"github.com/stellaops/tlog/signer/schema"
@@ -170,7 +171,9 @@ func markedPII(st *Statement) (bool, error) {
 }
 
 // stella validates a Stella payload against its schema and canonicalises
-// it; other payloads are left alone.
+// it; other payloads are left alone. The payload was checked by
+// ParseStatement (one object, no duplicate keys), so its decoded form is
+// the statement itself.
 func (p *Policy) stella(d *Decision, payload []byte) error {
 	set := p.Schemas
 	if set == nil {
@@ -180,6 +183,9 @@ func (p *Policy) stella(d *Decision, payload []byte) error {
 	if !ok {
 		return nil
 	}
+	if !utf8.Valid(payload) {
+		return fmt.Errorf("%w: not UTF-8", ErrInvalidStatement)
+	}
 	doc, err := schema.Decode(payload)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidStatement, err)
@@ -187,16 +193,15 @@ func (p *Policy) stella(d *Decision, payload []byte) error {
 	if _, err := set.Validate(d.PredicateType, doc); err != nil {
 		return fmt.Errorf("%w: %w", ErrSchema, err)
 	}
-	c, err := canonical.Transform(payload)
+	c, err := canonical.Encode(doc)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidStatement, err)
 	}
-	var pred struct {
-		Producer Producer `json:"producer"`
-	}
-	if err := json.Unmarshal(d.Statement.Predicate, &pred); err != nil {
-		return fmt.Errorf("%w: predicate: %v", ErrInvalidStatement, err)
-	}
-	d.Payload, d.Stella = c, &Stella{Type: t, Producer: pred.Producer}
+	// The schema guarantees the shape: predicate.producer with string
+	// service and version, optional string image.
+	prod := doc.(map[string]any)["predicate"].(map[string]any)["producer"].(map[string]any)
+	pr := Producer{Service: prod["service"].(string), Version: prod["version"].(string)}
+	pr.Image, _ = prod["image"].(string)
+	d.Payload, d.Stella = c, &Stella{Type: t, Producer: pr}
 	return nil
 }

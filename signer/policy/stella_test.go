@@ -160,3 +160,32 @@ func TestStellaSchemaRefusal(t *testing.T) {
 		t.Fatalf("big integer: %v", err)
 	}
 }
+
+// BenchmarkCheck measures the policy step alone: a Stella payload (JSON
+// Schema validation and RFC 8785 canonicalisation) next to an SLSA
+// statement (Statement v1 checks only).
+//
+//	go test -run '^$' -bench Check ./signer/policy
+func BenchmarkCheck(b *testing.B) {
+	p := &Policy{}
+	promo, err := os.ReadFile(filepath.Join("..", "schema", "testdata", "promotion.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"slsa", stmt(goodSubject, SLSAProvenanceV1, `{"builder":{"id":"https://ci.example/builder"}}`)},
+		{"stella-promotion", promo},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Check(Request{PayloadType: dsse.InTotoPayloadType, Payload: tc.payload}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
