@@ -53,7 +53,8 @@ func (s *Server) signDSSE(ctx context.Context, c *call) (any, error) {
 	case len(payload) == 0:
 		return nil, fmt.Errorf("%w: no payload", ErrBadRequest)
 	}
-	sum := sha256.Sum256(dsse.PAE(req.PayloadType, payload))
+	pae := dsse.PAE(req.PayloadType, payload)
+	sum := sha256.Sum256(pae)
 	c.rec.PAESHA256 = sum[:]
 	inToto := req.PayloadType == dsse.InTotoPayloadType
 	nk, err := s.key(c, req.Key, PurposeDSSE)

@@ -6,6 +6,9 @@
 //	POST /api/v1/signer/sign/checkpoint   signed-note signature lines, one per active key version
 //	POST /api/v1/signer/sign/cosignature  cosignature/v1 lines for the witness
 //	GET  /api/v1/signer/keys              public keys, purposes, validity windows (no auth)
+//	GET  /api/v1/signer/schemas[/{file}]  Stella payload types and their JSON Schemas (no auth)
+//	GET  /api/v1/signer/verify/referrers  release verdict of a scanner image (OCI referrers)
+//	POST /api/v1/signer/verify/approvals  manual approval of a scanner image
 //	GET  /healthz, /readyz, /metrics
 //
 // Every signing request goes through the same steps, in order:

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -183,6 +185,130 @@ func TestCosignVerifiesStellaTypes(t *testing.T) {
 			}
 			if out, err := run(other); err == nil {
 				t.Fatalf("cosign accepted the %s bundle for another blob:\n%s", ty.Name, out)
+			}
+		})
+	}
+}
+
+// jsonLines decodes the JSON log lines of a log text.
+func jsonLines(text string) []map[string]any {
+	var out []map[string]any
+	for _, l := range strings.Split(text, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestDecisionLogsAndMetrics: every decision is one structured log line
+// with the caller's W3C trace id (or a new one, returned in X-Trace-Id),
+// the subject digests and the decision; and is counted by decision and
+// key usage.
+func TestDecisionLogsAndMetrics(t *testing.T) {
+	var logs syncBuffer
+	e := newEnv(t, baseConfig(time.Now()), server.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	send := func(traceparent, body string) (int, http.Header, map[string]any) {
+		req, _ := http.NewRequest("POST", e.url+api.PathDSSE, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tokOther)
+		if traceparent != "" {
+			req.Header.Set("Traceparent", traceparent)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, resp.Header, m
+	}
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	body, _ := json.Marshal(api.DSSERequest{Statement: json.RawMessage(stellaFixture(t, "scanResults"))})
+	status, h, m := send("00-"+trace+"-00f067aa0ba902b7-01", string(body))
+	if status != 200 || h.Get("X-Trace-Id") != trace {
+		t.Fatalf("%d %v trace %q", status, m, h.Get("X-Trace-Id"))
+	}
+	status, h, _ = send("", `{"statement":{"_type":"nope"}}`)
+	refusedTrace := h.Get("X-Trace-Id")
+	if status != 400 || len(refusedTrace) != 32 || refusedTrace == trace {
+		t.Fatalf("refusal: %d trace %q", status, refusedTrace)
+	}
+	var signed, refused map[string]any
+	for _, l := range jsonLines(logs.String()) {
+		if l["msg"] != "signer decision" {
+			continue
+		}
+		switch l["trace_id"] {
+		case trace:
+			signed = l
+		case refusedTrace:
+			refused = l
+		}
+	}
+	if signed == nil || signed["decision"] != "signed" || signed["tenant"] != "other" || signed["request_id"] != m["requestId"] ||
+		signed["predicate_type"] != schema.ScanResultsV1 || !strings.Contains(fmt.Sprint(signed["subjects"]), "sha256:") || signed["key"] != "other-attest" {
+		t.Errorf("signed decision log %v", signed)
+	}
+	if refused == nil || refused["decision"] != "refused" || refused["reason"] != "invalid_statement" {
+		t.Errorf("refused decision log %v", refused)
+	}
+	met := e.metrics()
+	for _, want := range []string{
+		`signer_decisions_total{decision="signed",endpoint="dsse",reason="ok",tenant="other"} 1`,
+		`signer_decisions_total{decision="refused",endpoint="dsse",reason="invalid_statement",tenant="other"} 1`,
+		`signer_key_usage_total{key="other-attest",tenant="other"} 1`,
+		`signer_key_version_not_after_timestamp_seconds{key="checkpoint",version="1"} `,
+		`signer_entitlement_bypass_active 0`,
+	} {
+		if !strings.Contains(met, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestStellaConfigValidation(t *testing.T) {
+	base := `audit: {dsn: "u:p@tcp(db:3306)/signer"}
+keys: [{name: k, purposes: [dsse], versions: [{version: 1, file: k.pem}]}]
+tenants:
+  - name: t
+    tokens: [{id: t, sha256: 6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b, scopes: [sign:dsse]}]
+    keys: [k]
+`
+	releases := `releases:
+  repositories: [reg.example/stella/scanner]
+  trusted_keys:
+    - name: r
+      public_key: |
+        -----BEGIN PUBLIC KEY-----
+        MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEVmVsP6UObm8XinkfQYf8k6wFXfF4
+        D5aN280XW2ifZqqNCjUHNMJOmb/5g7W+R/VW/CsElSrhD0t409xK5Dyg9w==
+        -----END PUBLIC KEY-----
+`
+	until := time.Now().Add(100 * time.Hour).UTC().Format(time.RFC3339)
+	for _, tc := range []struct {
+		name, extra, want string // want "" = valid
+	}{
+		{"entitlement without section", "    require_entitlement: true\n", "require_entitlement needs an entitlements section"},
+		{"release check without section", "    require_release_verification: true\n", "require_release_verification needs a releases section"},
+		{"entitlements defaults", "entitlements: {}\n", ""},
+		{"bypass without ticket", "entitlements: {emergency_bypass: {until: 2026-12-02T00:00:00Z, reason: r}}\n", "needs a reason and a ticket"},
+		{"bypass too long", "entitlements: {emergency_bypass: {until: " + until + ", reason: r, ticket: T}}\n", "more than 72h0m0s away"},
+		{"ttl below refresh", "entitlements: {refresh_interval: 1m, cache_ttl: 10s}\n", "cache_ttl is shorter"},
+		{"releases ok", releases, ""},
+		{"releases without trust", "releases: {repositories: [reg.example/stella/scanner]}\n", "nothing could pass"},
+		{"releases bad key", "releases: {repositories: [reg.example/s], trusted_keys: [{name: r, public_key: nope}]}\n", "not a PEM PUBLIC KEY"},
+		{"releases bad digest", "releases: {repositories: [reg.example/s], trusted_digests: [sha256:AB]}\n", "trusted digest"},
+		{"releases bad repository", "releases: {repositories: [scanner], trusted_digests: []}\n", "want host[:port]/path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := server.ParseConfig([]byte(base + tc.extra))
+			if tc.want == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
 	}
