@@ -341,6 +341,9 @@ func TestReleaseVerification(t *testing.T) {
 	reg.stop()
 	sign(repo+"@"+imgGood, 200, "")
 	sign(repo+"@"+imgLate, 503, "registry_unavailable")
+	if st, _, m := get("digest="+imgLate, tokAcme); st != 503 || m["error"] != "registry_unavailable" {
+		t.Errorf("verify with the registry down: %d %v", st, m)
+	}
 	approve(tokSecOps, api.ApprovalRequest{Digest: imgLate, Ticket: "INC-9", Reason: "registry outage", ExpiresAt: clk.now().Add(time.Hour)}, 200, "")
 	rid = sign(repo+"@"+imgLate, 200, "")
 	if d := e.detail(rid); !strings.Contains(d, "not verified (error)") {
