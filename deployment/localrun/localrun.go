@@ -165,6 +165,7 @@ key:
   public_key_file: %q
 sequencer:
   interval: 20ms
+  state_dir: %q
 witnessing:
   origin: %q
   key_file: %q
@@ -172,7 +173,7 @@ witnessing:
   retry_min: 1s
   retry_max: 30s
 `, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), signerURL, lsToken, filepath.Join(keys, "log-key.pub.pem"),
-		origin, filepath.Join(keys, "log-note.pem"), filepath.Join(trust, "witness-policy"))
+		filepath.Join(dir, "state"), origin, filepath.Join(keys, "log-note.pem"), filepath.Join(trust, "witness-policy"))
 	cfgPath := filepath.Join(dir, "logserver.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -43,6 +44,7 @@ type App struct {
 	log     *slog.Logger
 	db      *sql.DB
 	backend sequence.Backend
+	lease   *store.Lease // embedded mode: held while sequencing
 	seq     *sequence.Log
 	srv     *http.Server
 	signer  logkey.Signer
@@ -70,6 +72,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	// trip per statement instead of prepare/execute/close, for us and for
 	// Trillian's storage, which issues most of its statements that way.
 	mc.InterpolateParams = true
+	// Strict mode on every connection (ours and Trillian's): a value that
+	// does not fit is an error, never a warning and a truncated row.
+	if mc.Params == nil {
+		mc.Params = map[string]string{}
+	}
+	mc.Params["sql_mode"] = "'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
 	dsn := mc.FormatDSN()
 	if a.db, err = sql.Open("mysql", dsn); err != nil {
 		return nil, err
@@ -77,6 +85,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	a.db.SetMaxOpenConns(cfg.Database.MaxConns)
 	a.db.SetMaxIdleConns(cfg.Database.MaxConns)
 	if err := waitDB(ctx, a.db, logger); err != nil {
+		return nil, err
+	}
+	st := store.New(a.db)
+	if err := st.CheckServer(ctx, store.ServerRequirements{MaxEntryBytes: cfg.Sequencer.MaxEntryBytes,
+		AllowNonDurable: cfg.Database.AllowNonDurable}); err != nil {
 		return nil, err
 	}
 	if cfg.Trillian.Mode == "embedded" {
@@ -107,34 +120,58 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		}
 	}
 
-	st := store.New(a.db)
 	if a.backend, err = openTree(ctx, cfg, dsn, st, logger); err != nil {
 		return nil, err
+	}
+	var lease sequence.Lease
+	if cfg.Trillian.Mode == "embedded" {
+		// One sequencer per tree: a second logserver fails here, clearly.
+		if a.lease, err = st.AcquireLease(ctx, a.backend.TreeID()); err != nil {
+			return nil, err
+		}
+		lease = a.lease
+	}
+	notary, err := sequence.NewRekor(key, cfg.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	var alsoSigned []sequence.Origin
+	var cpSigner *witnessing.CheckpointSigner
+	if cfg.Witnessing.KeyFile != "" {
+		if cpSigner, err = loadCheckpointSigner(cfg.Witnessing); err != nil {
+			return nil, err
+		}
+		alsoSigned = append(alsoSigned, sequence.Origin{Name: cpSigner.Origin(), KeyID: sha256.Sum256([]byte(cpSigner.VerifierKey()))})
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.seq, err = sequence.Open(ctx, a.backend, st, key, sequence.Options{
+	a.seq, err = sequence.Open(ctx, a.backend, sequence.MySQLStore(st), notary, sequence.Options{
 		// The feeder, once started, hears of every new head.
 		OnHead: func(h *sequence.Head) {
 			if f := a.feeder.Load(); f != nil {
 				f.Update(witnessing.Head{Size: h.Size, Root: h.Root})
 			}
 		},
-		Hostname:     cfg.Hostname,
-		BatchSize:    cfg.Sequencer.BatchSize,
-		AdmitWorkers: cfg.Sequencer.AdmitWorkers,
-		Interval:     cfg.Sequencer.Interval,
-		TileCache:    cfg.Sequencer.TileCache,
-		Logger:       logger,
-		Metrics:      sequence.NewMetrics(reg),
+		BatchSize:       cfg.Sequencer.BatchSize,
+		AdmitWorkers:    cfg.Sequencer.AdmitWorkers,
+		Interval:        cfg.Sequencer.Interval,
+		TileCache:       cfg.Sequencer.TileCache,
+		MaxEntryBytes:   cfg.Sequencer.MaxEntryBytes,
+		MaxPendingBytes: cfg.Sequencer.MaxPendingBytes,
+		MaxPending:      cfg.Sequencer.MaxPending,
+		StateDir:        cfg.Sequencer.StateDir,
+		AlsoSigned:      alsoSigned,
+		Lease:           lease,
+		Logger:          logger,
+		Metrics:         sequence.NewMetrics(reg),
 	})
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	if cfg.Witnessing.KeyFile != "" {
-		if err := a.startWitnessing(ctx, cfg, reg, mux); err != nil {
+	if cpSigner != nil {
+		if err := a.startWitnessing(ctx, cfg, cpSigner, reg, mux); err != nil {
 			return nil, err
 		}
 	}
@@ -166,23 +203,30 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	return a, nil
 }
 
-// startWitnessing builds the C2SP checkpoint signer and the witness feeder,
-// starts the feeder on the current head and serves GET /checkpoint.
-func (a *App) startWitnessing(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, mux *http.ServeMux) error {
-	w := cfg.Witnessing
+// loadCheckpointSigner opens the C2SP checkpoint's note key (and writes its
+// verifier key): its origin and key are guarded like the Rekor checkpoint's.
+func loadCheckpointSigner(w config.Witnessing) (*witnessing.CheckpointSigner, error) {
 	key, err := witnessing.LoadOrCreateKey(w.KeyFile, w.CreateKey)
 	if err != nil {
-		return fmt.Errorf("witnessing.key_file: %w", err)
+		return nil, fmt.Errorf("witnessing.key_file: %w", err)
 	}
 	signer, err := witnessing.NewCheckpointSigner(w.Origin, key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if w.VKeyFile != "" {
 		if err := writeFileAtomic(w.VKeyFile, []byte(signer.VerifierKey()+"\n")); err != nil {
-			return fmt.Errorf("witnessing.vkey_file: %w", err)
+			return nil, fmt.Errorf("witnessing.vkey_file: %w", err)
 		}
 	}
+	return signer, nil
+}
+
+// startWitnessing builds the witness feeder, starts it on the current head
+// and serves GET /checkpoint.
+func (a *App) startWitnessing(ctx context.Context, cfg *config.Config, signer *witnessing.CheckpointSigner, reg prometheus.Registerer, mux *http.ServeMux) error {
+	w := cfg.Witnessing
+	var err error
 	var pol *witnessing.Policy
 	if w.PolicyFile != "" {
 		if pol, err = witnessing.ParsePolicyFile(w.PolicyFile); err != nil {
@@ -265,7 +309,7 @@ func openTree(ctx context.Context, cfg *config.Config, dsn string, st *store.Sto
 	}
 	var b sequence.Backend
 	if cfg.Trillian.Mode == "remote" {
-		b, err = sequence.DialRemote(ctx, cfg.Trillian.Address, treeID)
+		b, err = sequence.DialRemote(ctx, cfg.Trillian.Address, treeID, cfg.Sequencer.MaxEntryBytes)
 	} else {
 		b, err = sequence.OpenEmbedded(ctx, dsn, treeID, cfg.Database.MaxConns)
 	}
@@ -346,6 +390,9 @@ func (a *App) close() {
 	if a.stopFeeder != nil {
 		a.stopFeeder()
 		<-a.feederDone
+	}
+	if a.lease != nil {
+		a.lease.Release()
 	}
 	if a.backend != nil {
 		a.backend.Close()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -103,6 +104,12 @@ type Database struct {
 	// MaxConns caps open connections of each pool (ours and Trillian's).
 	// Default 32.
 	MaxConns int `yaml:"max_conns"`
+	// AllowNonDurable lets the logserver start on a server that does not
+	// flush every commit (innodb_flush_log_at_trx_commit other than 1, or
+	// the binary log on with sync_binlog other than 1). Start-up refuses
+	// such a server by default: a power cut could lose entries already
+	// acknowledged. For tests and throw-away logs only. Default false.
+	AllowNonDurable bool `yaml:"allow_non_durable"`
 }
 
 // Trillian selects the tree backend.
@@ -173,6 +180,28 @@ type Sequencer struct {
 	// each with its interior hashes (16 KiB). Default 4096 (64 MiB): the
 	// top of a billion-entry tree plus a million recent leaves.
 	TileCache int `yaml:"tile_cache"`
+	// MaxEntryBytes caps the canonical entry (the Merkle leaf Rekor's
+	// types make of a request): larger entries get 413 and nothing is
+	// stored. At most 16 MiB - 1 (the body column). The database's
+	// max_allowed_packet must be at least twice this plus 1 MiB (checked at
+	// start-up; MariaDB's default 16 MiB allows up to 7.5 MiB). Default
+	// 4 MiB.
+	MaxEntryBytes int `yaml:"max_entry_bytes"`
+	// MaxPendingBytes bounds the canonical entries admitted but not yet
+	// queued in Trillian, and MaxPending the writers waiting for their
+	// entry to be published; past either, writes get 503 with Retry-After
+	// at once instead of holding memory. Defaults 256 MiB and 10000.
+	MaxPendingBytes int64 `yaml:"max_pending_bytes"`
+	MaxPending      int   `yaml:"max_pending"`
+	// StateDir receives, for the Rekor checkpoint (hostname and log key)
+	// and the C2SP checkpoint (origin and note key), the highest tree head
+	// published, written durably before the head is served. With the same
+	// records in the database, it makes the log refuse to sign a second
+	// history after its database is wiped, replaced or restored from an
+	// older backup. Keep it on durable storage, apart from the database,
+	// and never delete it while the log lives. Default: the directory of
+	// key.file; required with key.signer.
+	StateDir string `yaml:"state_dir"`
 }
 
 // API sets limits on requests.
@@ -315,6 +344,30 @@ func (c *Config) Validate() error {
 	}
 	if c.Sequencer.TileCache < 16 {
 		bad("sequencer.tile_cache %d: want at least 16", c.Sequencer.TileCache)
+	}
+	if c.Sequencer.MaxEntryBytes == 0 {
+		c.Sequencer.MaxEntryBytes = 4 << 20
+	}
+	if c.Sequencer.MaxEntryBytes < 1024 || c.Sequencer.MaxEntryBytes > 1<<24-1 {
+		bad("sequencer.max_entry_bytes %d: want 1024..16777215", c.Sequencer.MaxEntryBytes)
+	}
+	if c.Sequencer.MaxPendingBytes == 0 {
+		c.Sequencer.MaxPendingBytes = 256 << 20
+	}
+	if c.Sequencer.MaxPendingBytes < int64(c.Sequencer.MaxEntryBytes) {
+		bad("sequencer.max_pending_bytes %d: want at least max_entry_bytes (%d)", c.Sequencer.MaxPendingBytes, c.Sequencer.MaxEntryBytes)
+	}
+	if c.Sequencer.MaxPending == 0 {
+		c.Sequencer.MaxPending = 10000
+	}
+	if c.Sequencer.MaxPending < 1 {
+		bad("sequencer.max_pending %d: want at least 1", c.Sequencer.MaxPending)
+	}
+	if c.Sequencer.StateDir == "" && c.Key.File != "" {
+		c.Sequencer.StateDir = filepath.Dir(c.Key.File)
+	}
+	if c.Sequencer.StateDir == "" {
+		bad("sequencer.state_dir is required with key.signer")
 	}
 	if c.API.MaxRequestBytes == 0 {
 		c.API.MaxRequestBytes = 32 << 20

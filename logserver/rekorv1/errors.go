@@ -26,6 +26,8 @@ const (
 	msgUnsupportedPKI        = "the PKI format requested is not supported by this server"
 	msgClientDisconnected    = "client disconnected during request"
 	msgShuttingDown          = "the transparency log is shutting down"
+	msgOverloaded            = "the transparency log has too many writes in flight, retry later"
+	msgStopped               = "the transparency log has stopped accepting entries (see its /readyz)"
 )
 
 // statusClientClosedRequest is nginx's code for a client that hung up.
@@ -36,6 +38,7 @@ type apiError struct {
 	status   int
 	message  string // empty: http.StatusText(status)
 	location string // Location header (409)
+	retry    bool   // Retry-After header (503 while overloaded)
 	err      error  // cause, logged
 }
 
@@ -60,6 +63,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		ae  *apiError
 		dup *sequence.ErrDuplicate
+		big *sequence.TooLargeError
 		oa  oaerrors.Error
 		ive *types.InputValidationError
 	)
@@ -80,6 +84,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	case errors.As(err, &ive):
 		ae = &apiError{status: http.StatusBadRequest, message: "validation error: " + ive.Error(), err: err}
+	case errors.As(err, &big):
+		ae = &apiError{status: http.StatusRequestEntityTooLarge, message: big.Error(), err: err}
+	case errors.Is(err, sequence.ErrOverloaded):
+		ae = &apiError{status: http.StatusServiceUnavailable, message: msgOverloaded, retry: true, err: err}
+	case errors.Is(err, sequence.ErrStopped):
+		ae = &apiError{status: http.StatusServiceUnavailable, message: msgStopped, err: err}
 	case errors.Is(err, sequence.ErrClosed):
 		ae = &apiError{status: http.StatusServiceUnavailable, message: msgShuttingDown, err: err}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
@@ -92,6 +102,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	s.logRequestError(r, ae.status, err)
 	if ae.location != "" {
 		w.Header().Set("Location", ae.location)
+	}
+	if ae.retry {
+		w.Header().Set("Retry-After", "1")
 	}
 	if ae == errNotFound {
 		w.WriteHeader(http.StatusNotFound)

@@ -23,9 +23,9 @@ import (
 )
 
 // Embedded runs Trillian's log storage and sequencer inside this process,
-// against MySQL/MariaDB. Only one process may sequence a tree: run a single
-// logserver per tree in this mode (use Remote with Trillian's own election
-// to scale out).
+// against MySQL/MariaDB. Only one process may sequence a tree: the logserver
+// holds the tree's lease (store.Lease) in this mode (use Remote with
+// Trillian's own election to scale out).
 type Embedded struct {
 	db   *sql.DB
 	reg  extension.Registry
@@ -93,16 +93,16 @@ func (e *Embedded) Sequences() bool { return true }
 
 // QueueLeaves implements Backend with one storage transaction per batch
 // (Trillian's QueueLeaf RPC costs one transaction per leaf).
-func (e *Embedded) QueueLeaves(ctx context.Context, values, hashes [][]byte) ([]bool, error) {
-	leaves := make([]*trillian.LogLeaf, len(values))
-	for i := range values {
-		leaves[i] = &trillian.LogLeaf{LeafValue: values[i], MerkleLeafHash: hashes[i], LeafIdentityHash: hashes[i]}
+func (e *Embedded) QueueLeaves(ctx context.Context, in []Leaf) ([]bool, error) {
+	leaves := make([]*trillian.LogLeaf, len(in))
+	for i, l := range in {
+		leaves[i] = &trillian.LogLeaf{LeafValue: l.Value, ExtraData: l.ExtraData, MerkleLeafHash: l.Hash[:], LeafIdentityHash: l.Hash[:]}
 	}
 	res, err := e.reg.LogStorage.QueueLeaves(ctx, e.tree, leaves, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	dup := make([]bool, len(values))
+	dup := make([]bool, len(in))
 	for i, r := range res {
 		if r.GetStatus() == nil {
 			continue
@@ -141,8 +141,9 @@ func (e *Embedded) Root(ctx context.Context) (types.LogRootV1, error) {
 	return root, tx.Commit(ctx)
 }
 
-// Since implements Backend with one read snapshot for the head and leaves.
-func (e *Embedded) Since(ctx context.Context, start, maxLeaves int64) (types.LogRootV1, []*trillian.LogLeaf, error) {
+// Since implements Backend with one read snapshot for the head and leaves,
+// read in chunks so the byte bound holds.
+func (e *Embedded) Since(ctx context.Context, start, maxLeaves int64, maxBytes int) (types.LogRootV1, []*trillian.LogLeaf, error) {
 	var root types.LogRootV1
 	tx, err := e.reg.LogStorage.SnapshotForTree(ctx, e.tree)
 	if err != nil {
@@ -158,18 +159,37 @@ func (e *Embedded) Since(ctx context.Context, start, maxLeaves int64) (types.Log
 	}
 	end := min(int64(root.TreeSize), start+maxLeaves)
 	var leaves []*trillian.LogLeaf
-	for next := start; next < end; {
-		got, err := tx.GetLeavesByRange(ctx, next, end-next)
+	bytes := 0
+	for next := start; next < end && (len(leaves) == 0 || bytes < maxBytes); {
+		got, err := tx.GetLeavesByRange(ctx, next, chunkLeaves(end-next, len(leaves), bytes, maxBytes))
 		if err != nil {
 			return root, nil, err
 		}
 		if len(got) == 0 {
 			return root, nil, fmt.Errorf("no leaves at %d below tree size %d", next, root.TreeSize)
 		}
-		leaves = append(leaves, got...)
+		for _, l := range got {
+			if len(leaves) > 0 && bytes+leafBytes(l) > maxBytes {
+				return root, leaves, tx.Commit(ctx)
+			}
+			leaves = append(leaves, l)
+			bytes += leafBytes(l)
+		}
 		next += int64(len(got))
 	}
 	return root, leaves, tx.Commit(ctx)
+}
+
+// chunkLeaves is how many of left leaves the next range read asks for:
+// 64 at first, then as many as the bytes left allow at the average size
+// read so far, so large entries stop at the byte bound without reading far
+// past it, and small ones take few reads.
+func chunkLeaves(left int64, read, bytes, maxBytes int) int64 {
+	if read == 0 {
+		return min(left, 64)
+	}
+	avg := max(1, bytes/read)
+	return max(1, min(left, int64((maxBytes-bytes)/avg)+1))
 }
 
 // Close implements Backend.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -25,8 +26,12 @@ type Remote struct {
 
 // DialRemote connects to the Trillian log server at addr. If treeID is 0 a
 // new tree is created (Admin API on the same address) and initialised.
-func DialRemote(ctx context.Context, addr string, treeID int64) (*Remote, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// maxRecvBytes bounds one gRPC answer (range reads): it must hold the
+// largest leaf, so it is at least twice maxEntryBytes.
+func DialRemote(ctx context.Context, addr string, treeID int64, maxEntryBytes int) (*Remote, error) {
+	recv := max(64<<20, 2*maxEntryBytes+1<<20)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(recv)))
 	if err != nil {
 		return nil, fmt.Errorf("trillian %s: %w", addr, err)
 	}
@@ -59,14 +64,14 @@ func (r *Remote) Sequences() bool { return false }
 
 // QueueLeaves implements Backend with concurrent QueueLeaf RPCs (the v1
 // Trillian API has no batch queue RPC).
-func (r *Remote) QueueLeaves(ctx context.Context, values, hashes [][]byte) ([]bool, error) {
-	dup := make([]bool, len(values))
+func (r *Remote) QueueLeaves(ctx context.Context, leaves []Leaf) ([]bool, error) {
+	dup := make([]bool, len(leaves))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(32)
-	for i := range values {
+	for i := range leaves {
 		g.Go(func() error {
 			resp, err := r.log.QueueLeaf(ctx, &trillian.QueueLeafRequest{LogId: r.treeID,
-				Leaf: &trillian.LogLeaf{LeafValue: values[i]}})
+				Leaf: &trillian.LogLeaf{LeafValue: leaves[i].Value, ExtraData: leaves[i].ExtraData}})
 			if err != nil {
 				return err
 			}
@@ -98,23 +103,40 @@ func (r *Remote) Root(ctx context.Context) (types.LogRootV1, error) {
 	return root, root.UnmarshalBinary(resp.GetSignedLogRoot().GetLogRoot())
 }
 
-// Since implements Backend: the head first, then the leaves below it.
-func (r *Remote) Since(ctx context.Context, start, maxLeaves int64) (types.LogRootV1, []*trillian.LogLeaf, error) {
+// Since implements Backend: the head first, then the leaves below it, in
+// range reads sized like the embedded backend's; a read whose answer
+// exceeds the gRPC limit is retried with half as many leaves.
+func (r *Remote) Since(ctx context.Context, start, maxLeaves int64, maxBytes int) (types.LogRootV1, []*trillian.LogLeaf, error) {
 	root, err := r.Root(ctx)
 	if err != nil {
 		return root, nil, err
 	}
 	end := min(int64(root.TreeSize), start+maxLeaves)
 	var leaves []*trillian.LogLeaf
-	for next := start; next < end; {
-		resp, err := r.log.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: r.treeID, StartIndex: next, Count: end - next})
+	bytes := 0
+	for next := start; next < end && (len(leaves) == 0 || bytes < maxBytes); {
+		count := chunkLeaves(end-next, len(leaves), bytes, maxBytes)
+		if len(leaves) == 0 {
+			count = min(count, 16)
+		}
+		resp, err := r.log.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: r.treeID, StartIndex: next, Count: count})
+		for status.Code(err) == codes.ResourceExhausted && count > 1 {
+			count /= 2
+			resp, err = r.log.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: r.treeID, StartIndex: next, Count: count})
+		}
 		if err != nil {
 			return root, nil, err
 		}
 		if len(resp.GetLeaves()) == 0 {
 			return root, nil, fmt.Errorf("no leaves at %d below tree size %d", next, root.TreeSize)
 		}
-		leaves = append(leaves, resp.GetLeaves()...)
+		for _, l := range resp.GetLeaves() {
+			if len(leaves) > 0 && bytes+leafBytes(l) > maxBytes {
+				return root, leaves, nil
+			}
+			leaves = append(leaves, l)
+			bytes += leafBytes(l)
+		}
 		next += int64(len(resp.GetLeaves()))
 	}
 	return root, leaves, nil

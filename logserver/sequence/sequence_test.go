@@ -37,8 +37,10 @@ import (
 
 type fixture struct {
 	dsn    string
+	db     *sql.DB
 	store  *store.Store
 	signer *logkey.File
+	state  string // published-head records
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -65,7 +67,29 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{dsn: dsn, store: store.New(db), signer: key}
+	return &fixture{dsn: dsn, db: db, store: store.New(db), signer: key, state: t.TempDir()}
+}
+
+// rekor is the Rekor v1 notary over s.
+func rekor(t *testing.T, s logkey.Signer) sequence.Notary {
+	t.Helper()
+	n, err := sequence.NewRekor(s, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// openWith opens the log with signer s and options o (state dir filled in).
+func (f *fixture) openWith(t *testing.T, b sequence.Backend, s logkey.Signer, o sequence.Options) (*sequence.Log, error) {
+	t.Helper()
+	if o.StateDir == "" {
+		o.StateDir = f.state
+	}
+	if o.Interval == 0 {
+		o.Interval = 10 * time.Millisecond
+	}
+	return sequence.Open(context.Background(), b, sequence.MySQLStore(f.store), rekor(t, s), o)
 }
 
 // embedded opens the embedded Trillian backend (treeID 0: a new tree),
@@ -82,7 +106,7 @@ func (f *fixture) embedded(t *testing.T, treeID int64, conns int) *sequence.Embe
 
 func (f *fixture) open(t *testing.T, b sequence.Backend) *sequence.Log {
 	t.Helper()
-	l, err := sequence.Open(context.Background(), b, f.store, f.signer, sequence.Options{Hostname: "test", Interval: 10 * time.Millisecond})
+	l, err := f.openWith(t, b, f.signer, sequence.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,13 +140,16 @@ func TestRecoverIntegratedButUnpublished(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	b := f.embedded(t, 0, 8)
-	var values, hashes [][]byte
+	var values [][]byte
+	var leaves []sequence.Leaf
 	for i := 0; i < 300; i++ {
 		v := []byte(fmt.Sprintf(`{"leaf":%d}`, i))
 		values = append(values, v)
-		hashes = append(hashes, rfc6962.DefaultHasher.HashLeaf(v))
+		lf := sequence.Leaf{Value: v}
+		copy(lf.Hash[:], rfc6962.DefaultHasher.HashLeaf(v))
+		leaves = append(leaves, lf)
 	}
-	if _, err := b.QueueLeaves(ctx, values, hashes); err != nil {
+	if _, err := b.QueueLeaves(ctx, leaves); err != nil {
 		t.Fatal(err)
 	}
 	for n := 0; n < 300; {
@@ -244,7 +271,7 @@ func TestConcurrentAddsAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sequence.Open(ctx, b2, f.store, other, sequence.Options{Hostname: "test"}); !errors.Is(err, sequence.ErrKeyChanged) {
+	if _, err := f.openWith(t, b2, other, sequence.Options{StateDir: t.TempDir()}); !errors.Is(err, sequence.ErrKeyChanged) {
 		t.Fatalf("open with another key: %v, want ErrKeyChanged", err)
 	}
 }
@@ -255,7 +282,7 @@ func TestRemoteTrillian(t *testing.T) {
 	f := newFixture(t)
 	addr := startTrillian(t, f.dsn)
 	ctx := context.Background()
-	b, err := sequence.DialRemote(ctx, addr, 0)
+	b, err := sequence.DialRemote(ctx, addr, 0, 4<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +380,7 @@ func TestSignerWithWrongKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &badKeySigner{good: f.signer, bad: bad}
-	l, err := sequence.Open(ctx, b, f.store, s, sequence.Options{Hostname: "test", Interval: 10 * time.Millisecond})
+	l, err := f.openWith(t, b, s, sequence.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

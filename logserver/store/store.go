@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/stellaops/tlog/logserver/tree"
 )
@@ -21,13 +22,35 @@ import (
 // ErrNotFound is returned when no entry matches.
 var ErrNotFound = errors.New("store: not found")
 
+// Column limits. The write path refuses larger values before it
+// acknowledges an entry (see logserver/sequence); Publish checks them again
+// rather than let the database refuse a pass it can never store.
+const (
+	// MaxBodyBytes is the largest canonical entry log_entries.body holds
+	// (MEDIUMBLOB).
+	MaxBodyBytes = 1<<24 - 1
+	// MaxIndexKeyBytes is the longest search key log_index.lookup_key holds.
+	MaxIndexKeyBytes = 2048
+	maxSETBytes      = 1024
+)
+
 // Store wraps the database handle.
 type Store struct {
-	db *sql.DB
+	db     *sql.DB
+	packet atomic.Int64 // the server's max_allowed_packet, once checked
 }
 
 // New returns a Store over db, whose schema must be migrated.
 func New(db *sql.DB) *Store { return &Store{db: db} }
+
+// statementBytes is the budget of raw values in one statement.
+func (s *Store) statementBytes() int {
+	p := s.packet.Load()
+	if p == 0 {
+		p = 16 << 20 // MariaDB's and MySQL's default, until CheckServer has read it
+	}
+	return int((p - 64<<10) / 2)
+}
 
 // Entry is one integrated log entry.
 type Entry struct {
@@ -142,48 +165,90 @@ type Checkpoint struct {
 	Note     []byte
 }
 
+// Pass is what one publishing pass stores, in one transaction.
+type Pass struct {
+	TreeID     int64
+	Entries    []Entry
+	Tiles      []tree.Tile
+	Keys       []IndexKey
+	Checkpoint Checkpoint
+	// Heads are the published-head records to advance (compare-and-swap):
+	// see RecordHeads.
+	Heads []PublishedHead
+}
+
 // Publish stores, in one transaction, the entries integrated by one pass,
-// the tiles they completed, their search keys and the checkpoint that covers
-// them. Re-publishing
-// the same entries (after a crash) is harmless: rows already present are kept.
-func (s *Store) Publish(ctx context.Context, treeID int64, entries []Entry, tiles []tree.Tile, keys []IndexKey, cp Checkpoint) error {
+// the tiles they completed, their search keys, the checkpoint that covers
+// them and the published-head records. Re-publishing the same entries
+// (after a crash) is harmless: rows already present are kept. Nothing is
+// ever truncated: a value that does not fit its column is an error (the
+// write path refuses such values before it acknowledges them), and a
+// published-head record that would go back or fork fails with
+// ErrHeadConflict.
+func (s *Store) Publish(ctx context.Context, p Pass) error {
+	for _, e := range p.Entries {
+		if len(e.Body) > MaxBodyBytes || len(e.SET) > maxSETBytes {
+			return fmt.Errorf("store: entry %d: body of %d bytes or SET of %d bytes exceeds the columns (%d, %d)",
+				e.Index, len(e.Body), len(e.SET), MaxBodyBytes, maxSETBytes)
+		}
+	}
+	for _, k := range p.Keys {
+		if len(k.Key) > MaxIndexKeyBytes {
+			return fmt.Errorf("store: search key of %d bytes exceeds %d", len(k.Key), MaxIndexKeyBytes)
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	const chunk = 256
+	if err := recordHeads(ctx, tx, p.Heads); err != nil {
+		return err
+	}
+	// Statements are bounded by count and by bytes (the server's
+	// max_allowed_packet): with client-side interpolation a binary value can
+	// take twice its size in the statement.
+	budget := s.statementBytes()
+	entries := p.Entries
 	for len(entries) > 0 {
-		n := min(chunk, len(entries))
+		n, bytes := 0, 0
+		for n < len(entries) && n < 256 && (n == 0 || bytes+len(entries[n].Body)+len(entries[n].SET) <= budget) {
+			bytes += len(entries[n].Body) + len(entries[n].SET)
+			n++
+		}
 		var q strings.Builder
-		q.WriteString("INSERT IGNORE INTO log_entries (tree_id, leaf_index, leaf_hash, integrated_time, entry_set, body) VALUES ")
+		q.WriteString("INSERT INTO log_entries (tree_id, leaf_index, leaf_hash, integrated_time, entry_set, body) VALUES ")
 		args := make([]any, 0, n*6)
 		for i, e := range entries[:n] {
 			if i > 0 {
 				q.WriteString(",")
 			}
 			q.WriteString("(?,?,?,?,?,?)")
-			args = append(args, treeID, e.Index, e.LeafHash[:], e.IntegratedTime, e.SET, e.Body)
+			args = append(args, p.TreeID, e.Index, e.LeafHash[:], e.IntegratedTime, e.SET, e.Body)
 		}
+		// A row already stored (a pass re-published after a crash) is kept
+		// as it is; unlike INSERT IGNORE, this never turns an error into a
+		// warning.
+		q.WriteString(" ON DUPLICATE KEY UPDATE tree_id = tree_id")
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("store entries: %w", err)
 		}
 		entries = entries[n:]
 	}
-	for _, t := range tiles {
+	for _, t := range p.Tiles {
 		if _, err := tx.ExecContext(ctx,
-			"INSERT IGNORE INTO merkle_tiles (tree_id, tile_level, tile_index, hashes) VALUES (?,?,?,?)",
-			treeID, t.Level, t.Index, t.Data); err != nil {
+			"INSERT INTO merkle_tiles (tree_id, tile_level, tile_index, hashes) VALUES (?,?,?,?) ON DUPLICATE KEY UPDATE tree_id = tree_id",
+			p.TreeID, t.Level, t.Index, t.Data); err != nil {
 			return fmt.Errorf("store tile: %w", err)
 		}
 	}
-	if err := addIndexKeys(ctx, tx, treeID, keys); err != nil {
+	if err := addIndexKeys(ctx, tx, p.TreeID, p.Keys); err != nil {
 		return err
 	}
-	if cp.Note != nil {
+	if cp := p.Checkpoint; cp.Note != nil {
 		if _, err := tx.ExecContext(ctx,
-			"INSERT IGNORE INTO log_checkpoints (tree_id, format, tree_size, root_hash, note) VALUES (?,?,?,?,?)",
-			treeID, cp.Format, cp.TreeSize, cp.RootHash[:], cp.Note); err != nil {
+			"INSERT INTO log_checkpoints (tree_id, format, tree_size, root_hash, note) VALUES (?,?,?,?,?) ON DUPLICATE KEY UPDATE tree_id = tree_id",
+			p.TreeID, cp.Format, cp.TreeSize, cp.RootHash[:], cp.Note); err != nil {
 			return fmt.Errorf("store checkpoint: %w", err)
 		}
 	}
@@ -249,7 +314,7 @@ func addIndexKeys(ctx context.Context, db execer, treeID int64, keys []IndexKey)
 	for len(keys) > 0 {
 		n := min(512, len(keys))
 		var q strings.Builder
-		q.WriteString("INSERT IGNORE INTO log_index (lookup_key, tree_id, leaf_hash) VALUES ")
+		q.WriteString("INSERT INTO log_index (lookup_key, tree_id, leaf_hash) VALUES ")
 		args := make([]any, 0, 3*n)
 		for i, k := range keys[:n] {
 			if i > 0 {
@@ -258,6 +323,7 @@ func addIndexKeys(ctx context.Context, db execer, treeID int64, keys []IndexKey)
 			q.WriteString("(?,?,?)")
 			args = append(args, k.Key, treeID, k.LeafHash[:])
 		}
+		q.WriteString(" ON DUPLICATE KEY UPDATE tree_id = tree_id")
 		if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("store index keys: %w", err)
 		}
@@ -291,4 +357,25 @@ func (s *Store) LookupIndex(ctx context.Context, key string) ([]IndexHit, error)
 type IndexHit struct {
 	TreeID   int64
 	LeafHash tree.Hash
+}
+
+// Entries returns up to n entries of tree from index from on, in order.
+func (s *Store) Entries(ctx context.Context, treeID, from int64, n int) ([]Entry, error) {
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT "+entryCols+" FROM log_entries WHERE tree_id = ? AND leaf_index >= ? ORDER BY leaf_index LIMIT ?", treeID, from, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var h []byte
+		if err := rows.Scan(&e.TreeID, &e.Index, &h, &e.IntegratedTime, &e.SET, &e.Body); err != nil {
+			return nil, err
+		}
+		copy(e.LeafHash[:], h)
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }

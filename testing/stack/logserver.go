@@ -34,7 +34,8 @@ func StartLogserver(t testing.TB, dsn, dir string, mutate func(*config.Config)) 
 	cfg := &config.Config{
 		Listen:   "127.0.0.1:0",
 		Hostname: "stella.test",
-		Database: config.Database{DSN: dsn},
+		// Test servers relax durability for speed (TestMariaDB).
+		Database: config.Database{DSN: dsn, AllowNonDurable: true},
 		Key: config.Key{File: filepath.Join(dir, "log-key.pem"), Create: true,
 			PublicKeyFile: filepath.Join(dir, "log-key.pub.pem")},
 		Sequencer: config.Sequencer{Interval: 20 * time.Millisecond},

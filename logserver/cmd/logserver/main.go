@@ -1,6 +1,7 @@
 // Command logserver is the Rekor v1-compatible transparency log.
 //
-//	logserver -config logserver.yaml
+//	logserver -config logserver.yaml           # serve
+//	logserver reindex -config logserver.yaml   # rebuild the search index from the stored entries
 //
 // Every setting is documented on the Config struct in logserver/config.
 package main
@@ -24,9 +25,15 @@ import (
 )
 
 func main() {
-	path := flag.String("config", "logserver.yaml", "configuration file (YAML)")
-	flag.Parse()
-	if err := run(*path); err != nil {
+	args := os.Args[1:]
+	cmd := run
+	if len(args) > 0 && args[0] == "reindex" {
+		cmd, args = reindex, args[1:]
+	}
+	fs := flag.NewFlagSet("logserver", flag.ExitOnError)
+	path := fs.String("config", "logserver.yaml", "configuration file (YAML)")
+	_ = fs.Parse(args)
+	if err := cmd(*path); err != nil {
 		fmt.Fprintln(os.Stderr, "logserver:", err)
 		os.Exit(1)
 	}
@@ -82,6 +89,22 @@ func run(path string) error {
 	}
 	logger.Info("stopped")
 	return err
+}
+
+func reindex(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Logging)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := app.Reindex(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("tree %d: %d entries, %d search keys written, %d entries skipped\n", r.TreeID, r.Entries, r.Keys, r.Skipped)
+	return nil
 }
 
 func newLogger(c config.Logging) *slog.Logger {

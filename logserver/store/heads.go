@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/stellaops/tlog/logserver/tree"
+)
+
+// ErrHeadConflict is returned when a published-head record would go back
+// (a smaller size), fork (another root at the recorded size) or move to
+// another tree.
+var ErrHeadConflict = errors.New("store: published head conflict")
+
+// PublishedHead is the highest head published for one checkpoint origin
+// and signing key.
+type PublishedHead struct {
+	Origin string
+	KeyID  [32]byte // SHA-256 of the key's public form
+	TreeID int64
+	Size   int64
+	Root   tree.Hash
+}
+
+// PublishedHead returns the record of origin and key, or ErrNotFound.
+func (s *Store) PublishedHead(ctx context.Context, origin string, keyID [32]byte) (PublishedHead, error) {
+	h := PublishedHead{Origin: origin, KeyID: keyID}
+	var root []byte
+	err := s.db.QueryRowContext(ctx,
+		"SELECT tree_id, tree_size, root_hash FROM log_published_heads WHERE origin = ? AND key_id = ?",
+		[]byte(origin), keyID[:]).Scan(&h.TreeID, &h.Size, &root)
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, ErrNotFound
+	}
+	copy(h.Root[:], root)
+	return h, err
+}
+
+// recordHeads advances each record compare-and-swap, in tx.
+func recordHeads(ctx context.Context, tx *sql.Tx, heads []PublishedHead) error {
+	for _, h := range heads {
+		var treeID, size int64
+		var root []byte
+		err := tx.QueryRowContext(ctx,
+			"SELECT tree_id, tree_size, root_hash FROM log_published_heads WHERE origin = ? AND key_id = ? FOR UPDATE",
+			[]byte(h.Origin), h.KeyID[:]).Scan(&treeID, &size, &root)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err := tx.ExecContext(ctx,
+				"INSERT INTO log_published_heads (origin, key_id, tree_id, tree_size, root_hash) VALUES (?,?,?,?,?)",
+				[]byte(h.Origin), h.KeyID[:], h.TreeID, h.Size, h.Root[:]); err != nil {
+				return fmt.Errorf("record published head: %w", err)
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("read published head: %w", err)
+		}
+		switch {
+		case treeID != h.TreeID:
+			return fmt.Errorf("%w: origin %q was published from tree %d, not %d", ErrHeadConflict, h.Origin, treeID, h.TreeID)
+		case h.Size < size:
+			return fmt.Errorf("%w: origin %q was published up to size %d, not back to %d", ErrHeadConflict, h.Origin, size, h.Size)
+		case h.Size == size && string(root) != string(h.Root[:]):
+			return fmt.Errorf("%w: origin %q was published at size %d with root %x, not %x", ErrHeadConflict, h.Origin, size, root, h.Root[:])
+		case h.Size == size:
+			continue
+		}
+		if _, err := tx.ExecContext(ctx,
+			"UPDATE log_published_heads SET tree_size = ?, root_hash = ? WHERE origin = ? AND key_id = ?",
+			h.Size, h.Root[:], []byte(h.Origin), h.KeyID[:]); err != nil {
+			return fmt.Errorf("record published head: %w", err)
+		}
+	}
+	return nil
+}
