@@ -58,9 +58,10 @@ type App struct {
 // accept connections, so the logserver can start before MySQL is up.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, err error) {
 	a = &App{cfg: cfg, log: logger}
+	built := a // the returns below set a to nil
 	defer func() {
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	mc, err := mysql.ParseDSN(cfg.Database.DSN)
@@ -190,8 +191,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	limit := &writeLimit{maxRequests: cfg.API.MaxInflightWrites, maxBytes: cfg.API.MaxInflightWriteBytes, maxBody: cfg.API.MaxRequestBytes}
 	a.srv = &http.Server{
-		Handler:           mux,
+		Handler:           limit.wrap(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      cfg.API.WriteTimeout + 30*time.Second,

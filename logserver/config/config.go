@@ -209,6 +209,13 @@ type API struct {
 	// MaxRequestBytes caps request bodies; larger ones get 413. Default
 	// 32 MiB (in-toto and DSSE entries can carry large attestations).
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxInflightWrites and MaxInflightWriteBytes bound the entry
+	// submissions being read and processed at once, by count and by body
+	// bytes (Content-Length, or max_request_bytes when unknown); past
+	// either, a submission gets 503 with Retry-After before its body is
+	// read. Defaults 1024 and 1 GiB.
+	MaxInflightWrites     int   `yaml:"max_inflight_writes"`
+	MaxInflightWriteBytes int64 `yaml:"max_inflight_write_bytes"`
 	// WriteTimeout bounds how long a write waits for integration before it
 	// answers 504 (the entry is still logged; a retry gets 409). Default 30s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
@@ -374,6 +381,18 @@ func (c *Config) Validate() error {
 	}
 	if c.API.MaxRequestBytes < 4096 {
 		bad("api.max_request_bytes %d: want at least 4096", c.API.MaxRequestBytes)
+	}
+	if c.API.MaxInflightWrites == 0 {
+		c.API.MaxInflightWrites = 1024
+	}
+	if c.API.MaxInflightWrites < 1 {
+		bad("api.max_inflight_writes %d: want at least 1", c.API.MaxInflightWrites)
+	}
+	if c.API.MaxInflightWriteBytes == 0 {
+		c.API.MaxInflightWriteBytes = 1 << 30
+	}
+	if c.API.MaxInflightWriteBytes < c.API.MaxRequestBytes {
+		bad("api.max_inflight_write_bytes %d: want at least max_request_bytes (%d)", c.API.MaxInflightWriteBytes, c.API.MaxRequestBytes)
 	}
 	if c.API.WriteTimeout == 0 {
 		c.API.WriteTimeout = 30 * time.Second

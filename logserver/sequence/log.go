@@ -229,9 +229,6 @@ func (l *Log) LogID() string {
 	return hex.EncodeToString(id[:])
 }
 
-// MaxEntryBytes is the cap on canonical entries.
-func (l *Log) MaxEntryBytes() int { return l.opts.MaxEntryBytes }
-
 // Close stops admitting, lets in-flight batches finish, and stops the loops.
 // Writers still waiting get ErrClosed; their entries, if queued, are
 // published at the next start.

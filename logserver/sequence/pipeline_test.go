@@ -300,7 +300,7 @@ func TestFaultsAtEveryStep(t *testing.T) {
 		for _, mode := range []string{"before", "after", "timeout"} {
 			t.Run(step+"/"+mode, func(t *testing.T) {
 				t.Parallel()
-				in := &injector{f: fault{step: step, mode: mode, after: 2}, calls: map[string]int{}}
+				in := &injector{calls: map[string]int{}}
 				b, st := newFakeTrillian(in), newFakeStore(in)
 				state := t.TempDir()
 				open := func() *sequence.Log {
@@ -312,6 +312,11 @@ func TestFaultsAtEveryStep(t *testing.T) {
 					return l
 				}
 				l := open()
+				// Armed once the log is open: the first call of step that
+				// follows fails.
+				in.mu.Lock()
+				in.f = fault{step: step, mode: mode, after: in.calls[step]}
+				in.mu.Unlock()
 				const n = 40
 				acked := make([]*store.Entry, n)
 				var wg sync.WaitGroup
@@ -405,6 +410,154 @@ func TestFaultsAtEveryStep(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestNeverTwoHistories publishes a history, then opens the log with the
+// same key and state directory on stores that lost it (wiped), hold a
+// shorter prefix of it (an older backup) or hold another history of the
+// same size and longer: each is refused, and nothing is published.
+func TestNeverTwoHistories(t *testing.T) {
+	key, err := logkey.OpenFile(filepath.Join(t.TempDir(), "k.pem"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	open := func(b *fakeTrillian, st *fakeStore) (*sequence.Log, error) {
+		return sequence.Open(context.Background(), b, st, rekor(t, key),
+			sequence.Options{StateDir: state, Interval: 5 * time.Millisecond})
+	}
+	fill := func(b *fakeTrillian, prefix string, n int) {
+		var leaves []sequence.Leaf
+		for i := range n {
+			v := []byte(fmt.Sprintf("%s %d", prefix, i))
+			lf := sequence.Leaf{Value: v}
+			copy(lf.Hash[:], rfc6962.DefaultHasher.HashLeaf(v))
+			leaves = append(leaves, lf)
+		}
+		if _, err := b.QueueLeaves(context.Background(), leaves); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Integrate(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := &injector{calls: map[string]int{}}
+	b, st := newFakeTrillian(in), newFakeStore(in)
+	fill(b, "history", 10)
+	l, err := open(b, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Head().Size != 10 {
+		t.Fatalf("head %d, want 10", l.Head().Size)
+	}
+	l.Close()
+
+	for _, c := range []struct {
+		name   string
+		leaves int
+		prefix string
+	}{
+		{"wiped", 0, ""},
+		{"older backup", 5, "history"},
+		{"another history", 10, "other"},
+		{"another, longer history", 12, "other"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b2, st2 := newFakeTrillian(in), newFakeStore(in)
+			if c.leaves > 0 {
+				fill(b2, c.prefix, c.leaves)
+			}
+			l, err := open(b2, st2)
+			if err == nil {
+				l.Close()
+				t.Fatal("opened on a store that lost or replaced the published history")
+			}
+			if !errors.Is(err, sequence.ErrForked) {
+				t.Fatalf("open: %v, want ErrForked", err)
+			}
+			if st2.passes != 0 {
+				t.Fatalf("%d passes published before refusing", st2.passes)
+			}
+		})
+	}
+	// The original store, grown, still opens: the records only go forward.
+	fill(b, "history more", 3)
+	l, err = open(b, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.Head().Size != 13 {
+		t.Fatalf("head %d, want 13", l.Head().Size)
+	}
+}
+
+// blockingTrillian holds every queue transaction until released.
+type blockingTrillian struct {
+	*fakeTrillian
+	release chan struct{}
+}
+
+func (b blockingTrillian) QueueLeaves(ctx context.Context, leaves []sequence.Leaf) ([]bool, error) {
+	<-b.release
+	return b.fakeTrillian.QueueLeaves(ctx, leaves)
+}
+
+// TestOverloadAndTimeouts: while queueing is stalled, writers past the
+// bounds are refused at once (ErrOverloaded), entries over the cap get
+// TooLargeError, and writers that time out are published and indexed
+// anyway once the stall ends.
+func TestOverloadAndTimeouts(t *testing.T) {
+	key, err := logkey.OpenFile(filepath.Join(t.TempDir(), "k.pem"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &injector{calls: map[string]int{}}
+	b := blockingTrillian{newFakeTrillian(in), make(chan struct{})}
+	st := newFakeStore(in)
+	l, err := sequence.Open(context.Background(), b, st, rekor(t, key), sequence.Options{StateDir: t.TempDir(),
+		Interval: 5 * time.Millisecond, MaxPending: 3, MaxPendingBytes: 1 << 20, MaxEntryBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var big *sequence.TooLargeError
+	if _, _, err := l.Add(context.Background(), make([]byte, 4097), nil); !errors.As(err, &big) {
+		t.Fatalf("entry over the cap: %v", err)
+	}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			if _, _, err := l.Add(ctx, []byte(fmt.Sprintf("stalled %d", i)), []string{fmt.Sprintf("stalled-%d", i)}); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("stalled writer %d: %v, want a timeout", i, err)
+			}
+		}()
+	}
+	time.Sleep(30 * time.Millisecond)
+	if _, _, err := l.Add(context.Background(), []byte("one too many"), nil); !errors.Is(err, sequence.ErrOverloaded) {
+		t.Fatalf("writer past the bound: %v, want ErrOverloaded", err)
+	}
+	wg.Wait()
+	close(b.release)
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Head().Size < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l.Head().Size != 3 {
+		t.Fatalf("head %d after the stall, want the 3 timed-out entries", l.Head().Size)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for i := range 3 {
+		if len(st.keys[fmt.Sprintf("stalled-%d", i)]) != 1 {
+			t.Errorf("timed-out entry %d not indexed", i)
 		}
 	}
 }

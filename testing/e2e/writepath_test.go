@@ -1,0 +1,425 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"database/sql"
+	"encoding/asn1"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sigstore/rekor/pkg/generated/models"
+	"github.com/sigstore/rekor/pkg/types"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/stellaops/tlog/logserver/app"
+	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/sequence"
+	"github.com/stellaops/tlog/logserver/store"
+	"github.com/stellaops/tlog/testing/stack"
+)
+
+// bigHashedRekord is a valid hashedrekord whose canonical entry is about
+// n bytes: its X.509 certificate carries a filler extension.
+func bigHashedRekord(t testing.TB, artifact []byte, n int) models.ProposedEntry {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// canonical ≈ base64(PEM(DER)) ≈ DER × 16/9
+	filler, _ := asn1.Marshal(make([]byte, n*9/16))
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "big"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 99}, Value: filler}}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256(artifact)
+	sig, err := ecdsa.SignASN1(rand.Reader, key, d[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe, err := types.NewProposedEntry(context.Background(), "hashedrekord", "0.0.1", types.ArtifactProperties{
+		ArtifactHash:   "sha256:" + hex.EncodeToString(d[:]),
+		SignatureBytes: sig,
+		PublicKeyBytes: [][]byte{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
+		PKIFormat:      "x509",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pe
+}
+
+// TestLargeEntriesConcurrently: twenty ~1 MiB entries at once (more than
+// MariaDB's default 16 MiB packet in one pass) are all logged and readable.
+func TestLargeEntriesConcurrently(t *testing.T) {
+	e := newEnv(t)
+	const n = 20
+	var wg sync.WaitGroup
+	type got struct {
+		id   string
+		a    models.LogEntryAnon
+		body int
+	}
+	res := make([]got, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := e.try("POST", "/api/v1/log/entries", bigHashedRekord(t, []byte(fmt.Sprintf("big %d", i)), 1<<20))
+			if err != nil || r.status != http.StatusCreated {
+				t.Errorf("entry %d: %v %v", i, r, err)
+				return
+			}
+			id, a := decodeLogEntry(t, r.body)
+			res[i] = got{id, a, len(entryBody(t, a))}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	treeID := e.logInfo(t).treeID
+	for i, g := range res {
+		if g.body < 1<<20-64<<10 {
+			t.Fatalf("entry %d: canonical body only %d bytes", i, g.body)
+		}
+		r := e.get(t, fmt.Sprintf("/api/v1/log/entries?logIndex=%d", *g.a.LogIndex))
+		wantStatus(t, "read back", r, http.StatusOK)
+		id, a := decodeLogEntry(t, r.body)
+		if id != g.id || a.Body != g.a.Body {
+			t.Fatalf("entry %d reads back differently", i)
+		}
+		e.checkEntry(t, id, a, treeID)
+	}
+}
+
+// TestOversizeCanonicalEntry: an entry over sequencer.max_entry_bytes gets
+// 413 with the limit in the message, and nothing is stored anywhere.
+func TestOversizeCanonicalEntry(t *testing.T) {
+	e := newEnvWith(t, func(c *config.Config) { c.Sequencer.MaxEntryBytes = 256 << 10 })
+	r := e.post(t, "/api/v1/log/entries", bigHashedRekord(t, []byte("too big"), 512<<10))
+	wantError(t, "oversize canonical entry", r, http.StatusRequestEntityTooLarge, "262144")
+	db, err := sql.Open("mysql", e.ls.Config.Database.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, table := range []string{"LeafData", "Unsequenced", "log_entries", "log_index"} {
+		var n int
+		if err := db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%s: %d rows (%v) after a refused entry", table, n, err)
+		}
+	}
+	r = e.post(t, "/api/v1/log/entries", bigHashedRekord(t, []byte("fits"), 128<<10))
+	wantStatus(t, "entry under the cap", r, http.StatusCreated)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestWipedDatabaseRefused: a logserver whose database was wiped (a new,
+// empty tree) refuses to start on the same key and state directory
+// instead of signing a second history.
+func TestWipedDatabaseRefused(t *testing.T) {
+	e := newEnv(t)
+	s := newSigner(t)
+	for i := range 3 {
+		e.create(t, hashedRekord(t, s, []byte(fmt.Sprintf("before wipe %d", i))))
+	}
+	e.ls.Stop()
+	db, err := sql.Open("mysql", e.ls.Config.Database.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{"DROP DATABASE rekor", "CREATE DATABASE rekor"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := app.New(ctx, e.ls.Config, quietLogger())
+	if err == nil {
+		a.Shutdown(ctx)
+		t.Fatal("a logserver on a wiped database started")
+	}
+	if !errors.Is(err, sequence.ErrForked) || !strings.Contains(err.Error(), "tree") {
+		t.Fatalf("start on a wiped database: %v, want a refusal naming the recorded tree", err)
+	}
+}
+
+// TestSecondSequencerRefused: a second logserver on the same tree in
+// embedded mode fails at start-up, naming the lease.
+func TestSecondSequencerRefused(t *testing.T) {
+	e := newEnv(t)
+	cfg := *e.ls.Config
+	cfg.Listen = "127.0.0.1:0"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := app.New(ctx, &cfg, quietLogger())
+	if err == nil {
+		a.Shutdown(ctx)
+		t.Fatal("a second sequencer started on the same tree")
+	}
+	if !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("second sequencer: %v, want ErrLeaseHeld", err)
+	}
+	// The first one is unaffected.
+	e.create(t, hashedRekord(t, newSigner(t), []byte("after the refused second sequencer")))
+}
+
+// TestNonDurableDatabaseRefused: start-up refuses a server that does not
+// flush every commit, unless the operator allows it.
+func TestNonDurableDatabaseRefused(t *testing.T) {
+	m := stack.TestMariaDB(t, false)
+	dsn := stack.TestDatabase(t, m, "rekor")
+	cfg := &config.Config{Hostname: "stella.test", Database: config.Database{DSN: dsn},
+		Key: config.Key{File: filepath.Join(t.TempDir(), "k.pem"), Create: true}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := app.New(ctx, cfg, quietLogger())
+	if err == nil {
+		a.Shutdown(ctx)
+		t.Fatal("started on a non-durable database")
+	}
+	if !strings.Contains(err.Error(), "innodb_flush_log_at_trx_commit is 2") {
+		t.Fatalf("non-durable database: %v", err)
+	}
+}
+
+// TestReadinessRecoversAfterDatabaseRestart: with MariaDB killed, /readyz
+// answers 503; once it is back, readiness recovers by itself, with no new
+// write, and the log (and its lease) work again.
+func TestReadinessRecoversAfterDatabaseRestart(t *testing.T) {
+	e := newEnv(t)
+	s := newSigner(t)
+	e.create(t, hashedRekord(t, s, []byte("before the database restart")))
+	ready := func() int {
+		r, err := e.try("GET", "/readyz", nil)
+		if err != nil {
+			return 0
+		}
+		return r.status
+	}
+	e.db.Kill()
+	waitFor(t, 20*time.Second, "readyz 503 while the database is down", func() bool { return ready() == http.StatusServiceUnavailable })
+	m, err := stack.StartMariaDB(context.Background(), e.db.Dir, stack.MariaDBOptions{Port: e.db.Port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop() })
+	waitFor(t, 60*time.Second, "readyz 200 after the database is back", func() bool { return ready() == http.StatusOK })
+	e.create(t, hashedRekord(t, s, []byte("after the database restart")))
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const childLogserverEnv = "STELLA_E2E_CHILD_LOGSERVER_CONFIG"
+
+// runChildLogserver serves a logserver from a configuration file until the
+// process is killed (the power-cut test's child process).
+func runChildLogserver(path string) {
+	cfg, err := config.Load(path)
+	if err == nil {
+		var a *app.App
+		if a, err = app.New(context.Background(), cfg, quietLogger()); err == nil {
+			var l net.Listener
+			if l, err = net.Listen("tcp", cfg.Listen); err == nil {
+				err = a.Serve(l)
+			}
+		}
+	}
+	fmt.Fprintln(os.Stderr, "child logserver:", err)
+	os.Exit(1)
+}
+
+// TestPowerCut kills the logserver process and MariaDB with SIGKILL under
+// concurrent writes, twice, restarts both, and checks that every
+// acknowledged entry is there, unchanged, and that every head a client saw
+// is consistent with the final one.
+func TestPowerCut(t *testing.T) {
+	dir := t.TempDir()
+	ports, err := stack.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startDB := func() *stack.MariaDB {
+		m, err := stack.StartMariaDB(context.Background(), filepath.Join(dir, "mariadb"), stack.MariaDBOptions{Port: ports[0], Durable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := startDB()
+	dsn, err := m.CreateDatabase(context.Background(), "rekor", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "logserver.yaml")
+	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nhostname: stella.test\ndatabase:\n  dsn: %q\nkey:\n  file: %q\n  create: true\n  public_key_file: %q\nsequencer:\n  interval: 20ms\n",
+		ports[1], dsn, filepath.Join(dir, "log-key.pem"), filepath.Join(dir, "log-key.pub.pem"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{ls: &stack.Logserver{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), PublicKeyFile: filepath.Join(dir, "log-key.pub.pem")}}
+	startLS := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), childLogserverEnv+"="+cfgPath)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Minute, "the logserver to be ready", func() bool {
+			r, err := e.try("GET", "/readyz", nil)
+			return err == nil && r.status == http.StatusOK
+		})
+		e.connect(t)
+		return cmd
+	}
+	ls := startLS()
+	t.Cleanup(func() { ls.Process.Kill(); ls.Wait(); m.Stop() })
+
+	type acked struct {
+		index int64
+		id    string
+		body  string
+	}
+	type head struct {
+		size int64
+		root string
+	}
+	var mu sync.Mutex
+	var all []acked
+	var heads []head
+	s := newSigner(t)
+	var seq atomic.Int64
+	for cycle := range 2 {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					a := []byte(fmt.Sprintf("power cut %d", seq.Add(1)))
+					r, err := e.try("POST", "/api/v1/log/entries", hashedRekord(t, s, a))
+					if err != nil || r.status != http.StatusCreated {
+						continue // killed mid-request: not acknowledged
+					}
+					var le models.LogEntry
+					if json.Unmarshal(r.body, &le) != nil {
+						continue
+					}
+					for id, v := range le {
+						var p models.InclusionProof
+						if v.Verification != nil && v.Verification.InclusionProof != nil {
+							p = *v.Verification.InclusionProof
+						}
+						mu.Lock()
+						all = append(all, acked{*v.LogIndex, id, v.Body.(string)})
+						heads = append(heads, head{*p.TreeSize, *p.RootHash})
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		time.Sleep(3 * time.Second)
+		// Power cut: both at once.
+		ls.Process.Kill()
+		m.Kill()
+		close(stop)
+		wg.Wait()
+		ls.Wait()
+		m = startDB()
+		ls = startLS()
+		t.Logf("cycle %d: %d acknowledged so far", cycle, len(all))
+	}
+	if len(all) < 50 {
+		t.Fatalf("only %d entries acknowledged under load", len(all))
+	}
+	info := e.logInfo(t)
+	final := *info.TreeSize
+	finalRoot, _ := hex.DecodeString(*info.RootHash)
+	for _, a := range all {
+		r := e.get(t, fmt.Sprintf("/api/v1/log/entries?logIndex=%d", a.index))
+		wantStatus(t, "acknowledged entry after power cuts", r, http.StatusOK)
+		id, got := decodeLogEntry(t, r.body)
+		if id != a.id || got.Body.(string) != a.body {
+			t.Fatalf("entry %d changed across power cuts", a.index)
+		}
+	}
+	seen := map[int64]string{}
+	for _, h := range heads {
+		if prev, ok := seen[h.size]; ok && prev != h.root {
+			t.Fatalf("two roots seen at size %d", h.size)
+		}
+		seen[h.size] = h.root
+	}
+	for size, rootHex := range seen {
+		if size == final {
+			if rootHex != *info.RootHash {
+				t.Fatalf("the final head's root differs from the one seen at size %d", size)
+			}
+			continue
+		}
+		r := e.get(t, fmt.Sprintf("/api/v1/log/proof?firstSize=%d&lastSize=%d", size, final))
+		wantStatus(t, "consistency proof", r, http.StatusOK)
+		var cp models.ConsistencyProof
+		if err := json.Unmarshal(r.body, &cp); err != nil {
+			t.Fatal(err)
+		}
+		var hs [][]byte
+		for _, h := range cp.Hashes {
+			b, _ := hex.DecodeString(h)
+			hs = append(hs, b)
+		}
+		old, _ := hex.DecodeString(rootHex)
+		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(size), uint64(final), hs, old, finalRoot); err != nil {
+			t.Fatalf("head seen at size %d is not consistent with the final head %d: %v", size, final, err)
+		}
+	}
+	t.Logf("%d acknowledged entries, %d distinct heads seen, final size %d", len(all), len(seen), final)
+}
