@@ -1,11 +1,15 @@
 // Package store is the logserver's own MySQL/MariaDB state, kept next to
 // Trillian's tables: the active tree, one row per integrated entry (body,
 // integration time, and the SET signed once), full Merkle tiles, the
-// published checkpoints and the search index.
+// published checkpoints, the search index, the highest head published per
+// origin and key (log_published_heads), and the tree's sequencing lease.
 //
-// Contract: Publish writes a pass's entries, tiles and checkpoint in one
-// transaction, so after a crash the store holds a prefix of the log with
-// matching tiles; the sequencer re-publishes what follows from Trillian.
+// Contract: Publish writes a pass's entries, tiles, search keys, checkpoint
+// and head records in one transaction, so after a crash the store holds a
+// prefix of the log with matching tiles; the sequencer re-publishes what
+// follows from Trillian. Nothing is truncated: values that do not fit fail
+// (strict SQL mode is set by the caller's DSN; no INSERT IGNORE), and
+// CheckServer sizes statements to the server's max_allowed_packet.
 package store
 
 import (
