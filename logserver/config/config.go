@@ -275,6 +275,9 @@ func (c *Config) Validate() error {
 		}
 		c.Hostname = h
 	}
+	if len(c.Hostname) > 255 {
+		bad("hostname: %d bytes, want at most 255", len(c.Hostname))
+	}
 	for _, r := range c.Hostname {
 		if r <= ' ' || r == '+' || r == '\u2014' {
 			bad("hostname %q: must not contain spaces, '+' or control characters", c.Hostname)
@@ -405,8 +408,8 @@ func (c *Config) Validate() error {
 		if w.Origin == "" {
 			w.Origin = c.Hostname
 		}
-		if strings.ContainsAny(w.Origin, " +\n") || w.Origin == "" {
-			bad("witnessing.origin %q: must be non-empty without spaces or '+'", w.Origin)
+		if strings.ContainsAny(w.Origin, " +\n") || w.Origin == "" || len(w.Origin) > 255 {
+			bad("witnessing.origin %q: must be non-empty, at most 255 bytes, without spaces or '+'", w.Origin)
 		}
 		for _, d := range []struct {
 			name string

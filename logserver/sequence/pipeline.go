@@ -51,6 +51,9 @@ func (l *Log) sequenceLoop(ctx context.Context) {
 		case <-l.kick:
 		case <-t.C:
 		}
+		if l.health.stopped() != nil {
+			return // nothing more is published: stop integrating too
+		}
 		for {
 			var grew, full bool
 			if err := l.retry(ctx, "integrate", func() (err error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -559,5 +560,47 @@ func TestOverloadAndTimeouts(t *testing.T) {
 		if len(st.keys[fmt.Sprintf("stalled-%d", i)]) != 1 {
 			t.Errorf("timed-out entry %d not indexed", i)
 		}
+	}
+}
+
+// lyingTrillian reports a root its leaves do not give.
+type lyingTrillian struct{ *fakeTrillian }
+
+func (b lyingTrillian) Since(ctx context.Context, start, maxLeaves int64, maxBytes int) (types.LogRootV1, []*trillian.LogLeaf, error) {
+	root, leaves, err := b.fakeTrillian.Since(ctx, start, maxLeaves, maxBytes)
+	root.RootHash = make([]byte, 32)
+	return root, leaves, err
+}
+
+// TestFatalStops: an integrity failure stops publishing once: the waiting
+// writer and every later one get ErrStopped at once (not a timeout),
+// readiness says why, and nothing is stored.
+func TestFatalStops(t *testing.T) {
+	key, err := logkey.OpenFile(filepath.Join(t.TempDir(), "k.pem"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &injector{calls: map[string]int{}}
+	st := newFakeStore(in)
+	l, err := sequence.Open(context.Background(), lyingTrillian{newFakeTrillian(in)}, st, rekor(t, key),
+		sequence.Options{StateDir: t.TempDir(), Interval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := l.Add(ctx, []byte("first"), nil); !errors.Is(err, sequence.ErrStopped) {
+		t.Fatalf("writer waiting at an integrity failure: %v, want ErrStopped", err)
+	}
+	if err := l.Healthy(); !errors.Is(err, sequence.ErrStopped) || !strings.Contains(err.Error(), "INTEGRITY") {
+		t.Fatalf("readiness after an integrity failure: %v", err)
+	}
+	start := time.Now()
+	if _, _, err := l.Add(ctx, []byte("second"), nil); !errors.Is(err, sequence.ErrStopped) || time.Since(start) > time.Second {
+		t.Fatalf("writer after the stop: %v after %v, want ErrStopped at once", err, time.Since(start))
+	}
+	if st.passes != 0 {
+		t.Fatalf("%d passes stored after an integrity failure", st.passes)
 	}
 }
