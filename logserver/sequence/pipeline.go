@@ -257,8 +257,11 @@ func (l *Log) sign(ctx context.Context, p *pass) error {
 	if sets != nil && len(sets) != len(p.entries) {
 		return fmt.Errorf("sign pass up to %d: %d entry signatures for %d entries", p.cp.TreeSize, len(sets), len(p.entries))
 	}
-	for i := range sets {
-		p.entries[i].SET = sets[i]
+	for i := range p.entries {
+		p.entries[i].SET = []byte{} // a personality without entry signatures
+		if sets != nil {
+			p.entries[i].SET = sets[i]
+		}
 	}
 	p.cp.Note = note
 	p.head = &Head{TreeID: treeID, Size: p.cp.TreeSize, Root: p.cp.RootHash, Checkpoint: note}
