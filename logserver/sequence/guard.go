@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/stellaops/tlog/logserver/store"
 	"github.com/stellaops/tlog/logserver/tree"
@@ -39,6 +41,9 @@ type guard struct {
 
 	mu   sync.Mutex
 	last []store.PublishedHead // the highest of both records, per origin
+
+	fmu   sync.Mutex
+	files map[string]*recordFile // open record files, by path
 }
 
 // headFile is the JSON form of a record file.
@@ -52,7 +57,7 @@ type headFile struct {
 
 func (g *guard) path(o Origin) string {
 	sum := sha256.Sum256(append([]byte(o.Name+"\x00"), o.KeyID[:]...))
-	return filepath.Join(g.dir, "published-head-"+hex.EncodeToString(sum[:8])+".json")
+	return filepath.Join(g.dir, "published-head-"+hex.EncodeToString(sum[:8]))
 }
 
 // openGuard reads the records of origins from the state files and the
@@ -101,6 +106,13 @@ func openGuard(ctx context.Context, dir string, s Store, treeID int64, origins [
 	return g, nil
 }
 
+// A record file holds two slots of slotSize bytes, written alternately in
+// place (one fdatasync per pass, no rename): each is the hex SHA-256 of a
+// JSON record, a space, the record, padded with newlines. A slot is a disk
+// sector, so a write lands whole or not at all; the checksum catches the
+// rest, and the other slot still holds the previous record.
+const slotSize = 512
+
 // read returns the file record of o; Size -1 if there is none.
 func (g *guard) read(o Origin) (store.PublishedHead, error) {
 	h := store.PublishedHead{Origin: o.Name, KeyID: o.KeyID, Size: -1}
@@ -111,17 +123,58 @@ func (g *guard) read(o Origin) (store.PublishedHead, error) {
 	if err != nil {
 		return h, err
 	}
+	valid := 0
+	for slot := 0; slot+slotSize <= len(data) && slot < 2*slotSize; slot += slotSize {
+		r, ok := parseSlot(data[slot:slot+slotSize], o)
+		if !ok {
+			continue
+		}
+		valid++
+		switch {
+		case h.Size >= 0 && r.TreeID != h.TreeID:
+			return h, fmt.Errorf("published-head file %s: its slots name trees %d and %d", g.path(o), h.TreeID, r.TreeID)
+		case r.Size > h.Size:
+			h = r
+		}
+	}
+	if valid == 0 {
+		return h, fmt.Errorf("published-head file %s: no valid record (restore it from a backup of the state directory)", g.path(o))
+	}
+	return h, nil
+}
+
+func parseSlot(slot []byte, o Origin) (store.PublishedHead, bool) {
+	h := store.PublishedHead{Origin: o.Name, KeyID: o.KeyID}
+	sumHex, rest, ok := strings.Cut(strings.TrimRight(string(slot), "\n"), " ")
+	sum := sha256.Sum256([]byte(rest))
+	if !ok || sumHex != hex.EncodeToString(sum[:]) {
+		return h, false
+	}
 	var f headFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return h, fmt.Errorf("published-head file %s: %w", g.path(o), err)
+	if json.Unmarshal([]byte(rest), &f) != nil {
+		return h, false
 	}
 	root, err := hex.DecodeString(f.Root)
 	if err != nil || len(root) != len(h.Root) || f.Origin != o.Name || f.KeyID != hex.EncodeToString(o.KeyID[:]) || f.Size < 0 {
-		return h, fmt.Errorf("published-head file %s: malformed or for another origin", g.path(o))
+		return h, false
 	}
 	h.TreeID, h.Size = f.TreeID, f.Size
 	copy(h.Root[:], root)
-	return h, nil
+	return h, true
+}
+
+func formatSlot(h store.PublishedHead) ([]byte, error) {
+	rec, err := json.Marshal(headFile{Origin: h.Origin, KeyID: hex.EncodeToString(h.KeyID[:]), TreeID: h.TreeID,
+		Size: h.Size, Root: hex.EncodeToString(h.Root[:])})
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(rec)
+	line := hex.EncodeToString(sum[:]) + " " + string(rec)
+	if len(line) >= slotSize {
+		return nil, fmt.Errorf("published-head record of %d bytes does not fit a slot", len(line))
+	}
+	return []byte(line + strings.Repeat("\n", slotSize-len(line))), nil
 }
 
 // check returns the records advanced to h, or an error (fatal, wrapping
@@ -171,20 +224,70 @@ func (g *guard) covered(h *Head) error {
 	return nil
 }
 
-// record writes the record files of heads durably: a temporary file,
-// fsync, rename, fsync of the directory.
+// record writes the record files of heads durably, before the heads are
+// published: in place, in the slot not holding the newest record, then
+// fdatasync. A missing file is created whole (temporary file, fsync,
+// rename, fsync of the directory).
 func (g *guard) record(heads []store.PublishedHead) error {
+	g.fmu.Lock()
+	defer g.fmu.Unlock()
+	if g.files == nil {
+		g.files = map[string]*recordFile{}
+	}
 	for _, h := range heads {
-		data, err := json.Marshal(headFile{Origin: h.Origin, KeyID: hex.EncodeToString(h.KeyID[:]), TreeID: h.TreeID,
-			Size: h.Size, Root: hex.EncodeToString(h.Root[:])})
+		slot, err := formatSlot(h)
 		if err != nil {
 			return err
 		}
-		if err := writeDurably(g.path(Origin{h.Origin, h.KeyID}), append(data, '\n')); err != nil {
-			return fmt.Errorf("published-head file: %w", err)
+		o := Origin{h.Origin, h.KeyID}
+		path := g.path(o)
+		rf := g.files[path]
+		if rf == nil {
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				if err := writeDurably(path, append(append([]byte(nil), slot...), slot...)); err != nil {
+					return fmt.Errorf("published-head file: %w", err)
+				}
+			}
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				return fmt.Errorf("published-head file: %w", err)
+			}
+			// Write first into the slot not holding the newest record.
+			rf = &recordFile{f: f}
+			if data, err := os.ReadFile(path); err == nil && len(data) >= 2*slotSize {
+				a, okA := parseSlot(data[:slotSize], o)
+				b, okB := parseSlot(data[slotSize:2*slotSize], o)
+				if okB && (!okA || b.Size > a.Size) {
+					rf.next = 1
+				}
+			}
+			g.files[path] = rf
+		}
+		rf.next = 1 - rf.next
+		if _, err := rf.f.WriteAt(slot, int64(rf.next*slotSize)); err != nil {
+			return fmt.Errorf("published-head file %s: %w", path, err)
+		}
+		if err := syscall.Fdatasync(int(rf.f.Fd())); err != nil {
+			return fmt.Errorf("published-head file %s: %w", path, err)
 		}
 	}
 	return nil
+}
+
+// recordFile is an open record file and the slot holding its newest record.
+type recordFile struct {
+	f    *os.File
+	next int
+}
+
+// close closes the open record files.
+func (g *guard) close() {
+	g.fmu.Lock()
+	defer g.fmu.Unlock()
+	for p, rf := range g.files {
+		rf.f.Close()
+		delete(g.files, p)
+	}
 }
 
 // advanced records heads as published.

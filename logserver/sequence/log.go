@@ -243,6 +243,7 @@ func (l *Log) Close() {
 	}
 	l.stop()
 	l.wg.Wait()
+	l.guard.close()
 	l.failWaiters(ErrClosed)
 	for {
 		select {

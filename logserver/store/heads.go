@@ -38,12 +38,26 @@ func (s *Store) PublishedHead(ctx context.Context, origin string, keyID [32]byte
 	return h, err
 }
 
-// recordHeads advances each record compare-and-swap, in tx.
+// recordHeads advances each record compare-and-swap, in tx: one UPDATE
+// that only moves a record forward on its tree; when it changes nothing,
+// the record is read to tell a new record, an unchanged one and a conflict
+// apart.
 func recordHeads(ctx context.Context, tx *sql.Tx, heads []PublishedHead) error {
 	for _, h := range heads {
+		res, err := tx.ExecContext(ctx,
+			"UPDATE log_published_heads SET tree_size = ?, root_hash = ? WHERE origin = ? AND key_id = ? AND tree_id = ? AND tree_size < ?",
+			h.Size, h.Root[:], []byte(h.Origin), h.KeyID[:], h.TreeID, h.Size)
+		if err != nil {
+			return fmt.Errorf("record published head: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
+			continue
+		}
 		var treeID, size int64
 		var root []byte
-		err := tx.QueryRowContext(ctx,
+		err = tx.QueryRowContext(ctx,
 			"SELECT tree_id, tree_size, root_hash FROM log_published_heads WHERE origin = ? AND key_id = ? FOR UPDATE",
 			[]byte(h.Origin), h.KeyID[:]).Scan(&treeID, &size, &root)
 		switch {
@@ -67,11 +81,7 @@ func recordHeads(ctx context.Context, tx *sql.Tx, heads []PublishedHead) error {
 		case h.Size == size:
 			continue
 		}
-		if _, err := tx.ExecContext(ctx,
-			"UPDATE log_published_heads SET tree_size = ?, root_hash = ? WHERE origin = ? AND key_id = ?",
-			h.Size, h.Root[:], []byte(h.Origin), h.KeyID[:]); err != nil {
-			return fmt.Errorf("record published head: %w", err)
-		}
+		return fmt.Errorf("record published head of %q: the record moved during the update", h.Origin)
 	}
 	return nil
 }
