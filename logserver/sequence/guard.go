@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/stellaops/tlog/internal/durablefile"
 	"github.com/stellaops/tlog/logserver/store"
 	"github.com/stellaops/tlog/logserver/tree"
 )
@@ -244,7 +245,8 @@ func (g *guard) record(heads []store.PublishedHead) error {
 		rf := g.files[path]
 		if rf == nil {
 			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-				if err := writeDurably(path, append(append([]byte(nil), slot...), slot...)); err != nil {
+				err := durablefile.Create(path, append(append([]byte(nil), slot...), slot...), 0o600)
+				if err != nil && !errors.Is(err, os.ErrExist) {
 					return fmt.Errorf("published-head file: %w", err)
 				}
 			}
@@ -295,33 +297,4 @@ func (g *guard) advanced(heads []store.PublishedHead) {
 	g.mu.Lock()
 	g.last = heads
 	g.mu.Unlock()
-}
-
-func writeDurably(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
