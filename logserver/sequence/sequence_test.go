@@ -418,3 +418,43 @@ func TestSignerWithWrongKey(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteTrillianLargeLeaves: range reads of leaves that together exceed
+// gRPC's default 4 MiB receive limit (a backlog of large entries) are
+// chunked and bounded, so publishing goes on.
+func TestRemoteTrillianLargeLeaves(t *testing.T) {
+	f := newFixture(t)
+	addr := startTrillian(t, f.dsn)
+	ctx := context.Background()
+	b, err := sequence.DialRemote(ctx, addr, 0, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	l, err := f.openWith(t, b, f.signer, sequence.Options{MaxPassBytes: 3 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := make([]byte, 1<<20)
+			v[0] = byte(i)
+			if _, _, err := l.Add(ctx, v, nil); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := l.Head().Size; got != 8 {
+		t.Fatalf("head %d, want 8", got)
+	}
+}
