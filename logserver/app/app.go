@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stellaops/tlog/internal/durablefile"
 	"github.com/stellaops/tlog/internal/migrate"
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/logkey"
@@ -404,13 +405,11 @@ func (a *App) close() {
 	}
 }
 
+// writeFileAtomic writes a public file (PEM key, vkey) durably, creating
+// its directory if needed.
 func writeFileAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return durablefile.Write(path, data, 0o644)
 }
