@@ -8,15 +8,22 @@
 // the trail does not show. When Write fails the signer withholds the
 // signature and answers 503.
 //
-// Writes are group-committed off the caller's goroutine: concurrent records
-// queue, and each of a few committer goroutines takes everything queued (up
-// to MaxBatch rows and MaxBatchBytes bytes) into one INSERT. One request
-// alone costs one round trip; a thousand concurrent ones cost a few. The
-// byte bound keeps one caller's large rows (a statement with many
-// subjects) from pushing an INSERT past the server's max_allowed_packet and
-// failing everybody else's rows with it: a row that does not fit goes into
-// the next INSERT, and a row larger than MaxBatchBytes goes alone, so it
-// can fail only itself.
+// Writes are group-committed off the caller's goroutine: while one INSERT
+// is in flight, the records that arrive meanwhile accumulate, and they go
+// together into the next INSERT (up to MaxBatch rows and MaxBatchBytes
+// bytes) as soon as it returns. One request alone costs one round trip; a
+// thousand concurrent ones cost a few. A second INSERT goes in parallel
+// (up to Committers in flight) only when a full batch is waiting, so
+// under load each INSERT carries as many rows as arrived during the
+// previous one instead of each committer taking a row or two. The byte
+// bound keeps one caller's large rows (a statement with many subjects)
+// from pushing an INSERT past the server's max_allowed_packet and failing
+// everybody else's rows with it: a row that does not fit goes into the
+// next INSERT, and a row larger than MaxBatchBytes goes alone, so it can
+// fail only itself. When a multi-row INSERT is refused because of the
+// data of a row (a value the server's strict mode rejects), nothing of it
+// was written, and every row is inserted again alone, so that only the
+// offending row fails.
 //
 // The service's database user needs only INSERT and SELECT on signer_audit;
 // rows are never updated or deleted. The schema is in sql/signer/, applied
@@ -31,6 +38,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -99,9 +107,9 @@ type Options struct {
 	// 1 MiB. Keep it well below the server's max_allowed_packet (MariaDB's
 	// default is 16 MiB; escaping can double the size on the wire).
 	MaxBatchBytes int
-	// Committers is the number of INSERTs in flight at once. Default 8
-	// (measured: 2 leave MariaDB's round trips as the bottleneck of the
-	// DSSE endpoint; 16 gain nothing over 8).
+	// Committers is the most INSERTs in flight at once. One is in flight
+	// while the next batch accumulates; more start only when a full batch
+	// (MaxBatch rows or MaxBatchBytes bytes) is waiting. Default 8.
 	Committers int
 	// CommitTimeout bounds one INSERT. Default 10 s.
 	CommitTimeout time.Duration
@@ -111,9 +119,12 @@ type Options struct {
 
 // Log writes records; see the package documentation.
 type Log struct {
-	db   *sql.DB
-	opts Options
-	in   chan *pending
+	db       *sql.DB
+	opts     Options
+	in       chan *pending
+	work     chan []*pending // batches for the committers
+	finished chan struct{}   // one per INSERT done
+	waiting  atomic.Int64    // records queued, not yet in an INSERT (tests)
 
 	mu     sync.RWMutex
 	closed bool
@@ -163,10 +174,12 @@ func New(db *sql.DB, o Options) *Log {
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = 10 * time.Second
 	}
-	l := &Log{db: db, opts: o, in: make(chan *pending, 4*o.MaxBatch)}
+	l := &Log{db: db, opts: o, in: make(chan *pending, 4*o.MaxBatch),
+		work: make(chan []*pending), finished: make(chan struct{}, o.Committers)}
 	for range o.Committers {
 		l.wg.Go(l.commitLoop)
 	}
+	l.wg.Go(l.dispatch)
 	return l
 }
 
@@ -180,9 +193,11 @@ func (l *Log) Write(ctx context.Context, r Record) error {
 		l.mu.RUnlock()
 		return ErrClosed
 	}
+	l.waiting.Add(1)
 	select {
 	case l.in <- p:
 	case <-ctx.Done():
+		l.waiting.Add(-1)
 		l.mu.RUnlock()
 		return fmt.Errorf("audit: queueing record: %w", ctx.Err())
 	}
@@ -205,42 +220,87 @@ func (l *Log) Close() {
 	l.wg.Wait()
 }
 
-func (l *Log) commitLoop() {
-	batch := make([]*pending, 0, l.opts.MaxBatch)
-	var next *pending // taken from the queue but did not fit the last batch
+// dispatch forms the batches: it starts one as soon as no INSERT is in
+// flight, or, when one is, only once the batch is full (and a committer is
+// free); meanwhile it keeps adding what arrives.
+func (l *Log) dispatch() {
+	defer close(l.work)
+	var batch []*pending
+	size, inFlight := 0, 0
+	var held *pending // arrived, but does not fit in batch
+	in := l.in        // nil once closed
 	for {
-		p := next
-		next = nil
-		if p == nil {
-			var ok bool
-			if p, ok = <-l.in; !ok {
-				return
+		full := held != nil || len(batch) >= l.opts.MaxBatch
+		if len(batch) > 0 && inFlight < l.opts.Committers && (inFlight == 0 || full) {
+			l.waiting.Add(-int64(len(batch)))
+			l.work <- batch
+			inFlight++
+			batch, size = make([]*pending, 0, l.opts.MaxBatch), 0
+			if held != nil {
+				batch, size, held = append(batch, held), held.size, nil
 			}
+			continue
 		}
-		batch = append(batch[:0], p)
-		size := p.size
-	drain:
-		for len(batch) < l.opts.MaxBatch {
-			select {
-			case q, ok := <-l.in:
-				if !ok {
-					break drain
-				}
-				if size+q.size > l.opts.MaxBatchBytes {
-					next = q
-					break drain
-				}
-				batch = append(batch, q)
-				size += q.size
-			default:
-				break drain
+		if in == nil && len(batch) == 0 && inFlight == 0 {
+			return
+		}
+		recv := in
+		if full {
+			recv = nil // wait for a committer
+		}
+		select {
+		case p, ok := <-recv:
+			if !ok {
+				in = nil
+				continue
 			}
-		}
-		err := l.insert(batch)
-		for _, q := range batch {
-			q.done <- err
+			if len(batch) > 0 && size+p.size > l.opts.MaxBatchBytes {
+				held = p
+				continue
+			}
+			batch, size = append(batch, p), size+p.size
+		case <-l.finished:
+			inFlight--
 		}
 	}
+}
+
+// commitLoop inserts the batches dispatch hands it and answers their
+// writers.
+func (l *Log) commitLoop() {
+	for batch := range l.work {
+		err := l.insert(batch)
+		if err != nil && len(batch) > 1 && rowError(err) {
+			for _, q := range batch { // nothing was written: each row alone
+				q.done <- l.insert([]*pending{q})
+			}
+		} else {
+			for _, q := range batch {
+				q.done <- err
+			}
+		}
+		l.finished <- struct{}{}
+	}
+}
+
+// rowError reports whether err is the server refusing a statement for the
+// data of one of its rows (strict mode), in which case none of the
+// statement was written.
+func rowError(err error) bool {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return false
+	}
+	switch me.Number {
+	case 1048, // ER_BAD_NULL_ERROR
+		1264, // ER_WARN_DATA_OUT_OF_RANGE
+		1265, // WARN_DATA_TRUNCATED
+		1292, // ER_TRUNCATED_WRONG_VALUE
+		1366, // ER_TRUNCATED_WRONG_VALUE_FOR_FIELD
+		1406: // ER_DATA_TOO_LONG
+		return true
+	}
+	return false
 }
 
 // rowOverhead is what Size adds per row for the fixed-size columns and the

@@ -70,7 +70,7 @@ func TestGroupCommit(t *testing.T) {
 	for i := 1; i < n; i++ {
 		write(i)
 	}
-	for len(l.in) < n-1 { // all queued behind the blocked INSERT
+	for l.waiting.Load() < n-1 { // all queued behind the blocked INSERT
 		time.Sleep(5 * time.Millisecond)
 	}
 	if _, err := lock.ExecContext(ctx, "UNLOCK TABLES"); err != nil {

@@ -90,7 +90,7 @@ func TestBatchBytes(t *testing.T) {
 				}
 				continue
 			}
-			for len(l.in) < i { // queued in this order
+			for l.waiting.Load() < int64(i) { // queued in this order
 				time.Sleep(time.Millisecond)
 			}
 		}

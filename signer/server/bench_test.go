@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,7 +35,8 @@ var rawRate float64
 //   - digests: POST /sign/digests with batches of 1000 (the logserver's
 //     SET signing), audit row committed per call;
 //   - dsse: POST /sign/dsse, one statement per request, 8 and 32
-//     concurrent clients, audit row committed per request (group commit);
+//     concurrent clients, audit row committed per request (group commit;
+//     rows/INSERT is the mean batch);
 //   - dsse-stella: the same with a Stella payload type (schema validation
 //     and RFC 8785 canonicalisation on).
 //
@@ -119,16 +122,17 @@ func BenchmarkThroughput(b *testing.B) {
 		{"dsse-stella", stellaFixture(b, "promotion")},
 	} {
 		for _, clients := range []int{8, 32} {
-			benchDSSE(b, c, fmt.Sprintf("http-%s-%dclients", tc.name, clients), tc.st, clients)
+			benchDSSE(b, c, e.url, fmt.Sprintf("http-%s-%dclients", tc.name, clients), tc.st, clients)
 		}
 	}
 }
 
-func benchDSSE(b *testing.B, c *client.Client, name, statement string, clients int) {
+func benchDSSE(b *testing.B, c *client.Client, url, name, statement string, clients int) {
 	b.Run(name, func(b *testing.B) {
 		st := json.RawMessage(statement)
 		lat := make([][]time.Duration, clients)
 		var next atomic.Int64
+		rows0, inserts0 := auditBatches(b, url)
 		b.ResetTimer()
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -148,7 +152,32 @@ func benchDSSE(b *testing.B, c *client.Client, name, statement string, clients i
 		el := time.Since(start)
 		b.StopTimer()
 		report(b, float64(b.N)/el.Seconds(), slices.Concat(lat...), true)
+		rows1, inserts1 := auditBatches(b, url)
+		b.ReportMetric((rows1-rows0)/(inserts1-inserts0), "rows/INSERT")
 	})
+}
+
+// auditBatches reads the audit rows and INSERTs so far from the service's
+// metrics (signer_audit_batch_rows).
+func auditBatches(b *testing.B, url string) (rows, inserts float64) {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, "signer_audit_batch_rows_sum "); ok {
+			rows, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+		if v, ok := strings.CutPrefix(line, "signer_audit_batch_rows_count "); ok {
+			inserts, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return rows, inserts
 }
 
 func report(b *testing.B, rate float64, lat []time.Duration, vsRaw bool) {

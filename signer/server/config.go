@@ -101,9 +101,11 @@ type AuditConfig struct {
 	// tenant max_payload_bytes (a lone row's size is bounded by its
 	// statement's; escaping can double it).
 	MaxBatchBytes int `yaml:"max_batch_bytes"`
-	// Committers is the number of audit INSERTs in flight at once; rows
-	// arriving meanwhile wait and go into the next INSERT. Default 8, at
-	// most 24.
+	// Committers is the most audit INSERTs in flight at once. Rows are
+	// group-committed: while one INSERT is in flight the rows arriving
+	// meanwhile accumulate and go together into the next; a second INSERT
+	// starts in parallel only when a full batch (max_batch rows or
+	// max_batch_bytes) is waiting. Default 8, at most 24.
 	Committers int `yaml:"committers"`
 }
 

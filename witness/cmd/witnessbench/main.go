@@ -4,7 +4,8 @@
 // their signed checkpoints and consistency proofs, then lets -c clients
 // advance the logs -requests times each (a log is advanced by one client
 // at a time, as its feeder would), and reports requests/s, latency
-// percentiles and every answer that was not 200 by status.
+// percentiles, every answer that was not 200 by status, and the CPU time
+// per request of the process and of its child processes.
 //
 // The witness cosigns with an Ed25519 key in the process, or, with
 // -signer-url, through a running signer service (as `make run` deploys it):
@@ -57,6 +58,10 @@ type result struct {
 	Statuses      map[int]int // answers that were not 200, by status (0: transport error)
 	Elapsed       time.Duration
 	P50, P99, Max time.Duration
+	// CPU is the CPU time this process (client, witness and, in tests, the
+	// signer and its PKCS#11 module) used during the run; ChildCPU that of
+	// its child processes (a test's MariaDB). Zero without /proc.
+	CPU, ChildCPU time.Duration
 }
 
 func (r result) String() string {
@@ -65,6 +70,11 @@ func (r result) String() string {
 		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond))
 	for _, code := range slices.Sorted(maps.Keys(r.Statuses)) {
 		s += fmt.Sprintf("; status %d: %d", code, r.Statuses[code])
+	}
+	if r.CPU > 0 {
+		per := func(d time.Duration) time.Duration { return (d / time.Duration(r.Requests)).Round(time.Microsecond) }
+		s += fmt.Sprintf("; CPU per request: this process %v, child processes %v (%.2f cores busy)",
+			per(r.CPU), per(r.ChildCPU), (r.CPU+r.ChildCPU).Seconds()/r.Elapsed.Seconds())
 	}
 	return s
 }
@@ -179,6 +189,7 @@ func bench(ctx context.Context, o options) (result, error) {
 	var left sync.WaitGroup
 	left.Add(o.Logs * o.Requests)
 	go func() { left.Wait(); close(ready) }()
+	cpu0, child0 := cpuTimes()
 	start := time.Now()
 	for range o.Clients {
 		wg.Add(1)
@@ -215,6 +226,8 @@ func bench(ctx context.Context, o options) (result, error) {
 	}
 	wg.Wait()
 	r := result{Elapsed: time.Since(start), Requests: o.Logs * o.Requests, Statuses: statuses}
+	cpu1, child1 := cpuTimes()
+	r.CPU, r.ChildCPU = cpu1-cpu0, child1-child0
 	for _, n := range statuses {
 		r.Errors += n
 	}
