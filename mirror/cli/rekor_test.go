@@ -123,10 +123,15 @@ func TestExportRekorV1(t *testing.T) {
 		t.Fatalf("verify:\n%s", out)
 	}
 
-	// The same key signing another tree (a second logserver given our
-	// log's key file): its checkpoints verify, but the chain refuses them
-	// and keeps both as evidence.
-	other := newRekorLogWith(t, func(c *config.Config) { c.Key.File = r.ls.Config.Key.File; c.Key.Create = false })
+	// The same key signing another tree (a second logserver given a copy
+	// of our log's key file but not its head records, which would make the
+	// logserver itself refuse): its checkpoints verify, but the chain
+	// refuses them and keeps both as evidence.
+	other := newRekorLogWith(t, func(c *config.Config) {
+		c.Key.File = r.ls.Config.Key.File
+		c.Key.Create = false
+		c.Sequencer.StateDir = t.TempDir()
+	})
 	if other.vkey != r.vkey {
 		t.Fatal("the second log does not use the first one's key")
 	}
