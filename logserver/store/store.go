@@ -182,7 +182,7 @@ type Pass struct {
 }
 
 // Publish stores, in one transaction, the entries integrated by one pass,
-// the tiles they completed, their search keys, the checkpoint that covers
+// the tiles and entry bundles they completed, their search keys, the checkpoint that covers
 // them and the published-head records. Re-publishing the same entries
 // (after a crash) is harmless: rows already present are kept. Nothing is
 // ever truncated: a value that does not fit its column is an error (the
@@ -207,6 +207,9 @@ func (s *Store) Publish(ctx context.Context, p Pass) error {
 	}
 	defer tx.Rollback()
 	if err := recordHeads(ctx, tx, p.Heads); err != nil {
+		return err
+	}
+	if err := writeBundles(ctx, tx, p.TreeID, p.Entries); err != nil {
 		return err
 	}
 	// Statements are bounded by count and by bytes (the server's
