@@ -34,11 +34,21 @@ func ValidName(name string) bool {
 // KeyID is the key ID of an Ed25519-based key (types 0x01, 0x04):
 // SHA-256(name || 0x0A || type || public key)[:4].
 func KeyID(name string, typ byte, pub []byte) uint32 {
+	h := KeyHash(name, typ, pub)
+	return binary.BigEndian.Uint32(h[:])
+}
+
+// KeyHash is the whole SHA-256(name || 0x0A || type || public key) of which
+// KeyID is the first four bytes: Rekor v2's log ID (logId.keyId in entries
+// and trusted roots).
+func KeyHash(name string, typ byte, pub []byte) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write([]byte(name))
 	h.Write([]byte{'\n', typ})
 	h.Write(pub)
-	return binary.BigEndian.Uint32(h.Sum(nil))
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // ECDSAKeyID is the key ID of an ECDSA key: SHA-256(DER SPKI)[:4], without

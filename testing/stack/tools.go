@@ -19,6 +19,9 @@ type Tool struct {
 	Package string // go install path, without @version
 	Version string // module version, e.g. v1.5.4
 	Tags    string // build tags
+	// Dir, if set, is a subdirectory of .cache/bin to install into, for
+	// two tools with one binary name (cosign v2 and v3, two "posix").
+	Dir string
 }
 
 var (
@@ -33,12 +36,18 @@ func (tl Tool) Install(t testing.TB) string {
 	t.Helper()
 	toolMu.Lock()
 	defer toolMu.Unlock()
-	if p, ok := toolPaths[tl.Name]; ok {
+	if p, ok := toolPaths[filepath.Join(tl.Dir, tl.Name)]; ok {
 		return p
 	}
 	bin, err := CacheBin()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tl.Dir != "" {
+		bin = filepath.Join(bin, tl.Dir)
+		if err := os.MkdirAll(bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p := filepath.Join(bin, tl.Name)
 	lock, err := os.OpenFile(filepath.Join(bin, "."+tl.Name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -66,7 +75,7 @@ func (tl Tool) Install(t testing.TB) string {
 			t.Fatalf("%s installed but does not report %s", p, tl.Version)
 		}
 	}
-	toolPaths[tl.Name] = p
+	toolPaths[filepath.Join(tl.Dir, tl.Name)] = p
 	return p
 }
 
@@ -116,4 +125,7 @@ var (
 	RekorCLI     = Tool{Name: "rekor-cli", Package: "github.com/sigstore/rekor/cmd/rekor-cli", Version: "v1.5.4"}
 	Cosign       = Tool{Name: "cosign", Package: "github.com/sigstore/cosign/v2/cmd/cosign", Version: "v2.6.5"}
 	PosixOneshot = Tool{Name: "posix-oneshot", Package: "github.com/transparency-dev/tessera/cmd/examples/posix-oneshot", Version: "v1.0.4"}
+	Fsck         = Tool{Name: "fsck", Package: "github.com/transparency-dev/tessera/cmd/fsck", Version: "v1.0.4"}
+	Cosign3      = Tool{Name: "cosign", Package: "github.com/sigstore/cosign/v3/cmd/cosign", Version: "v3.1.3", Dir: "cosign-v3.1.3"}
+	RekorTiles   = Tool{Name: "posix", Package: "github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix", Version: "v2.3.0", Dir: "rekor-tiles-v2.3.0"}
 )
