@@ -10,7 +10,13 @@
 //	WITNESS_URL     base URL of the witness (POST /add-checkpoint)
 //	WITNESS_VKEY    the witness's cosignature/v1 verifier key
 //	TRUST_DIR       client trust files: log-key.pub.pem, log-note.vkey,
-//	                witness.vkey, witness-policy (c2sp.org/tlog-policy)
+//	                witness.vkey, witness-policy (c2sp.org/tlog-policy),
+//	                trusted_root.json, signing_config.json, rekor-v*.pub.pem
+//	LOG_TILES_URL   the v1 log as C2SP tlog-tiles (checkpoint, tile/…)
+//	LOG_V2_URL      base URL of the Rekor v2 log (POST /api/v2/log/entries;
+//	                its tiles under $LOG_V2_URL/api/v2/)
+//	TRUSTED_ROOT    sigstore trusted_root.json naming both logs
+//	SIGNING_CONFIG  sigstore signing_config.json (v0.2) naming both logs
 //
 // State (database, keys, chosen ports) persists in the run directory, so a
 // second run serves the same tree with the same key. Stop with SIGINT or
@@ -115,8 +121,15 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// The Rekor v2 log: origin = the host name of its URL (sigstore-go
+	// checks it against the trusted root's baseUrl), its own note key in
+	// the token (signer key rekor-v2).
+	v2URL, v2Origin := "http://"+lsAddr, "127.0.0.1"
 	witnessURL := "http://127.0.0.1:" + strconv.Itoa(p.Witness)
 	files := map[string]string{
+		filepath.Join(trust, "rekor-v2.vkey"): sgn.v2VKey + "\n",
+		filepath.Join(trust, "witness-policy-v2"): fmt.Sprintf("log %s\nwitness w1 %s %s\nquorum w1\n",
+			sgn.v2VKey, sgn.witnessVKey, witnessURL),
 		filepath.Join(trust, "log-note.vkey"): noteSigner.VerifierKey() + "\n",
 		filepath.Join(trust, "witness.vkey"):  sgn.witnessVKey + "\n",
 		filepath.Join(trust, "witness-policy"): fmt.Sprintf("log %s\nwitness w1 %s %s\nquorum w1\n",
@@ -133,7 +146,10 @@ log_format: text
 logs:
   - origin: %q
     vkeys: [%q]
-`, signerURL, sgn.witnessToken, filepath.Join(dir, "witness", "witness.db"), p.Witness, origin, noteSigner.VerifierKey()),
+  - origin: %q
+    vkeys: [%q]
+`, signerURL, sgn.witnessToken, filepath.Join(dir, "witness", "witness.db"), p.Witness, origin, noteSigner.VerifierKey(),
+			v2Origin, sgn.v2VKey),
 	}
 	for path, content := range files {
 		if err := writeFile(path, []byte(content), 0o644); err != nil {
@@ -172,8 +188,19 @@ witnessing:
   policy_file: %q
   retry_min: 1s
   retry_max: 30s
+rekor_v2:
+  url: %q
+  signer:
+    url: %q
+    token_file: %q
+    key: rekor-v2
+  policy_file: %q
+trust:
+  url: %q
+  dir: %q
 `, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), signerURL, lsToken, filepath.Join(keys, "log-key.pub.pem"),
-		filepath.Join(dir, "state"), origin, filepath.Join(keys, "log-note.pem"), filepath.Join(trust, "witness-policy"))
+		filepath.Join(dir, "state"), origin, filepath.Join(keys, "log-note.pem"), filepath.Join(trust, "witness-policy"),
+		v2URL, signerURL, lsToken, filepath.Join(trust, "witness-policy-v2"), "http://"+lsAddr, trust)
 	cfgPath := filepath.Join(dir, "logserver.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
@@ -200,7 +227,10 @@ witnessing:
 		exportLine("SIGNER_URL", signerURL) +
 		exportLine("LOG_NOTE_VKEY", noteSigner.VerifierKey()) +
 		exportLine("WITNESS_URL", witnessURL) + exportLine("WITNESS_VKEY", sgn.witnessVKey) +
-		exportLine("TRUST_DIR", trust)
+		exportLine("TRUST_DIR", trust) +
+		exportLine("LOG_TILES_URL", logURL+"/") + exportLine("LOG_V2_URL", v2URL) +
+		exportLine("TRUSTED_ROOT", filepath.Join(trust, "trusted_root.json")) +
+		exportLine("SIGNING_CONFIG", filepath.Join(trust, "signing_config.json"))
 	if err := writeFile(envFile, []byte(env), 0o644); err != nil {
 		return err
 	}
@@ -212,6 +242,7 @@ Stella appliance is up.
   health / metrics:             %s/readyz  %s/metrics
   pprof:                        http://127.0.0.1:%d/debug/pprof/
   C2SP checkpoint (witnessed):  %s/checkpoint
+  Rekor v2 (LOG_V2_URL):        %s (tiles: %s/api/v2/)
   witness (WITNESS_URL):        %s
   signer (SIGNER_URL):          %s
   trust files (TRUST_DIR):      %s
@@ -219,7 +250,7 @@ Stella appliance is up.
   logs:                         %s
 Load the variables with:  . %s
 Press Ctrl-C to stop.
-`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, logURL, witnessURL, signerURL, trust, db.Port, filepath.Join(dir, "mariadb"),
+`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, logURL, v2URL, v2URL, witnessURL, signerURL, trust, db.Port, filepath.Join(dir, "mariadb"),
 		filepath.Join(dir, "*.log"), envFile)
 
 	select {
@@ -242,6 +273,7 @@ type signerRun struct {
 	logserverToken string // file holding the logserver's bearer token
 	witnessToken   string // file holding the witness's bearer token
 	witnessVKey    string // the witness's cosignature/v1 vkey
+	v2VKey         string // the Rekor v2 log's note vkey (key in the token)
 }
 
 // startSigner initialises the SoftHSM2 token and the keys on first run,
@@ -279,7 +311,7 @@ func startSigner(ctx context.Context, dir, binDir string, db *stack.MariaDB, por
 	}
 	// Generated inside the token, non-extractable, once: the public keys
 	// never change across runs.
-	for label, typ := range map[string]string{"log-rekor": "ecdsa-p256", "witness-ed25519": "ed25519"} {
+	for label, typ := range map[string]string{"log-rekor": "ecdsa-p256", "witness-ed25519": "ed25519", "rekor-v2-ed25519": "ed25519"} {
 		if !strings.Contains(list, label) {
 			if _, err := tool("keys", "generate", "-token", "stella", "-pin-file", pinFile, "-label", label, "-type", typ); err != nil {
 				return nil, err
@@ -314,11 +346,16 @@ keys:
     note_name: stella.local/witness
     versions:
       - {version: 1, label: witness-ed25519}
+  - name: rekor-v2
+    purposes: [checkpoint]
+    note_name: "127.0.0.1"
+    versions:
+      - {version: 1, label: rekor-v2-ed25519}
 tenants:
   - name: logserver
     tokens:
-      - {id: logserver, sha256: %s, scopes: [sign:digests]}
-    keys: [log-rekor]
+      - {id: logserver, sha256: %s, scopes: [sign:digests, sign:checkpoint]}
+    keys: [log-rekor, rekor-v2]
     quota: {rps: 2000, burst: 4000, concurrency: 16, max_payload_bytes: 8388608}
   - name: witness
     tokens:
@@ -351,11 +388,14 @@ tenants:
 			if k.Name == "witness" && v.State == "active" {
 				r.witnessVKey = v.CosignatureVerifierKey
 			}
+			if k.Name == "rekor-v2" && v.State == "active" {
+				r.v2VKey = v.NoteVerifierKey
+			}
 		}
 	}
-	if r.witnessVKey == "" {
+	if r.witnessVKey == "" || r.v2VKey == "" {
 		c.stop()
-		return nil, fmt.Errorf("signer publishes no active witness key")
+		return nil, fmt.Errorf("signer publishes no active witness or rekor-v2 key")
 	}
 	return r, nil
 }

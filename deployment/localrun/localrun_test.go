@@ -75,7 +75,7 @@ func TestRunContract(t *testing.T) {
 	}
 
 	r1 := start()
-	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY", "LOG_NOTE_VKEY", "WITNESS_URL", "WITNESS_VKEY", "SIGNER_URL", "TRUST_DIR"} {
+	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY", "LOG_NOTE_VKEY", "WITNESS_URL", "WITNESS_VKEY", "SIGNER_URL", "TRUST_DIR", "LOG_TILES_URL", "LOG_V2_URL", "TRUSTED_ROOT", "SIGNING_CONFIG"} {
 		if r1.env[k] == "" {
 			t.Fatalf("env lacks %s: %v", k, r1.env)
 		}
@@ -133,6 +133,7 @@ func TestRunContract(t *testing.T) {
 	}
 	info1 := logInfo(t, r1.env["LOG_URL"])
 	checkWitnessed(t, r1.env, *info1.TreeSize)
+	checkV2(t, r1.env)
 	stop(r1)
 
 	r2 := start()

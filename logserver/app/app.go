@@ -33,6 +33,7 @@ import (
 	"github.com/stellaops/tlog/logserver/rekorv1"
 	"github.com/stellaops/tlog/logserver/sequence"
 	"github.com/stellaops/tlog/logserver/store"
+	"github.com/stellaops/tlog/logserver/tlogtiles"
 	"github.com/stellaops/tlog/logserver/witnessing"
 	"github.com/stellaops/tlog/logserver/witnessing/sqlstore"
 	signerclient "github.com/stellaops/tlog/signer/client"
@@ -53,6 +54,8 @@ type App struct {
 	feeder     atomic.Pointer[witnessing.Feeder] // nil without witnessing
 	stopFeeder context.CancelFunc
 	feederDone chan struct{}
+
+	v2 *rekorV2 // nil without rekor_v2
 }
 
 // New builds every part. It waits (until ctx ends) for the database to
@@ -177,6 +180,24 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 			return nil, err
 		}
 	}
+	tiles, err := tlogtiles.New(&tlogtiles.Log{
+		TreeID: a.seq.Head().TreeID, Store: st, Tree: a.seq.Tree(),
+		Size: func() int64 { return a.seq.Head().Size }, Latest: a.latestC2SP,
+	}, cfg.Tiles.Prefix, logger)
+	if err != nil {
+		return nil, err
+	}
+	tiles.Register(mux)
+	if cfg.RekorV2 != nil {
+		if err := a.startRekorV2(ctx, cfg, dsn, st, reg, mux); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Trust != nil {
+		if err := a.startTrust(ctx, cfg, st, mux); err != nil {
+			return nil, err
+		}
+	}
 	algs, err := rekorv1.NewAlgorithmRegistry(cfg.API.SigningAlgorithms)
 	if err != nil {
 		return nil, fmt.Errorf("api.signing_algorithms: %w", err)
@@ -225,8 +246,19 @@ func loadCheckpointSigner(w config.Witnessing) (*witnessing.CheckpointSigner, er
 	return signer, nil
 }
 
-// startWitnessing builds the witness feeder, starts it on the current head
-// and serves GET /checkpoint.
+// latestC2SP is the newest published C2SP checkpoint (served by the tiles
+// at <prefix>checkpoint), nil without witnessing or before the first.
+func (a *App) latestC2SP() []byte {
+	if f := a.feeder.Load(); f != nil {
+		if cp := f.Latest(); cp != nil {
+			return cp.Note
+		}
+	}
+	return nil
+}
+
+// startWitnessing builds the witness feeder and starts it on the current
+// head.
 func (a *App) startWitnessing(ctx context.Context, cfg *config.Config, signer *witnessing.CheckpointSigner, reg prometheus.Registerer, mux *http.ServeMux) error {
 	w := cfg.Witnessing
 	var err error
@@ -259,7 +291,6 @@ func (a *App) startWitnessing(ctx context.Context, cfg *config.Config, signer *w
 	// current one is given here (a duplicate Update is harmless).
 	a.feeder.Store(f)
 	f.Update(witnessing.Head{Size: a.seq.Head().Size, Root: a.seq.Head().Root})
-	mux.Handle("GET /checkpoint", f.Handler())
 	a.log.Info("witnessing", "origin", w.Origin, "vkey", signer.VerifierKey(), "policy", w.PolicyFile)
 	return nil
 }
@@ -361,6 +392,11 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	if err := a.seq.Healthy(); err != nil {
 		problems = append(problems, fmt.Errorf("write path: %w", err))
 	}
+	if a.v2 != nil {
+		if err := a.v2.seq.Healthy(); err != nil {
+			problems = append(problems, fmt.Errorf("rekor v2 write path: %w", err))
+		}
+	}
 	if len(problems) > 0 {
 		http.Error(w, errors.Join(problems...).Error(), http.StatusServiceUnavailable)
 		return
@@ -387,6 +423,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) close() {
+	if a.v2 != nil {
+		a.v2.close()
+	}
 	if a.seq != nil {
 		a.seq.Close()
 	}

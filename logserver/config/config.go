@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stellaops/tlog/logserver/tlogtiles"
 )
 
 // Config is the whole logserver configuration.
@@ -51,8 +54,92 @@ type Config struct {
 	// collects witness cosignatures for it.
 	Witnessing Witnessing `yaml:"witnessing"`
 
+	// Tiles serves the log as C2SP tlog-tiles (package logserver/tlogtiles):
+	// <prefix>checkpoint (the witnessed C2SP checkpoint), <prefix>tile/…,
+	// <prefix>checkpoints/<size> (every checkpoint published).
+	Tiles Tiles `yaml:"tiles"`
+
+	// RekorV2, if set, runs a Rekor v2 log (package logserver/rekorv2)
+	// beside the v1 one: same database and Trillian, its own tree, origin
+	// and Ed25519 key, POST /api/v2/log/entries, tiled and witnessed.
+	RekorV2 *RekorV2 `yaml:"rekor_v2"`
+
+	// Trust, if set, generates the files clients trust the logs with
+	// (package logserver/trust) at every start, serves them under
+	// GET /trust/ and writes them into Trust.Dir.
+	Trust *Trust `yaml:"trust"`
+
 	// Logging configures the structured log on stderr.
 	Logging Logging `yaml:"logging"`
+}
+
+// RekorV2 configures the Rekor v2 log.
+type RekorV2 struct {
+	// URL is the log's base URL as clients get it (signing_config's
+	// rekorTlogUrls, trusted_root's baseUrl), e.g. https://rekor.example
+	// or http://127.0.0.1:3000. Its host name, without port, is the
+	// checkpoint origin and the note key name: sigstore-go verifies a v2
+	// checkpoint under the host name of baseUrl. It must differ from the
+	// v1 log's witnessing.origin. A new tree is a new log: give it a new
+	// host name.
+	URL string `yaml:"url"`
+	// Signer names the log's Ed25519 note key in the signer service
+	// (purpose checkpoint, note name = the origin), which signs every
+	// checkpoint. The token needs scope sign:checkpoint.
+	Signer *SignerKey `yaml:"signer"`
+	// KeyFile is the log's Ed25519 note key (PEM PKCS#8), instead of Signer.
+	KeyFile string `yaml:"key_file"`
+	// CreateKey generates KeyFile (mode 0600) on first start if missing.
+	CreateKey bool `yaml:"create_key"`
+	// VKeyFile, if set, receives the log's note verifier key at every start.
+	VKeyFile string `yaml:"vkey_file"`
+	// PublicKeyFile, if set, receives the PEM public key at every start
+	// (for trusted_root.json and cosign trusted-root create).
+	PublicKeyFile string `yaml:"public_key_file"`
+	// TreeID pins the log's Trillian tree. 0: the tree recorded for the v2
+	// log, or a new one on the first start.
+	TreeID int64 `yaml:"tree_id"`
+	// TilesPrefix is where the v2 log is served as tlog-tiles (checkpoint,
+	// tiles, bundles, checkpoint history). Default "/api/v2/" (rekor-tiles'
+	// own routes for them, which its write server leaves unimplemented).
+	TilesPrefix string `yaml:"tiles_prefix"`
+	// PolicyFile is the c2sp.org/tlog-policy file of its witnesses (same
+	// format as witnessing.policy_file; the witnesses must know this log's
+	// origin and vkey). Empty: no witnesses. The timing settings of
+	// witnessing apply.
+	PolicyFile string `yaml:"policy_file"`
+}
+
+// Origin is the v2 log's checkpoint origin: the host name of URL.
+func (r *RekorV2) Origin() string {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// Trust configures the generated trust files: trusted_root.json and
+// signing_config.json (v0.2) naming the v1 log and, if configured, the v2
+// log, with their keys, log IDs and validity (from the trees' creation).
+type Trust struct {
+	// URL is the v1 log's base URL as clients reach it (baseUrl and the
+	// signing config's URL), e.g. https://rekor.example.
+	URL string `yaml:"url"`
+	// Dir, if set, receives trusted_root.json, signing_config.json and the
+	// logs' PEM public keys at every start.
+	Dir string `yaml:"dir"`
+	// Operator names the operator in signing_config.json. Default: the
+	// v1 log's host name.
+	Operator string `yaml:"operator"`
+}
+
+// Tiles configures the tlog-tiles read API.
+type Tiles struct {
+	// Prefix is the URL path the tiles are served under; it starts and
+	// ends with "/". Default "/": /checkpoint, /tile/0/000, … The
+	// tlog-tiles URL of the log is the listen URL plus Prefix.
+	Prefix string `yaml:"prefix"`
 }
 
 // Witnessing configures the C2SP checkpoint and its witnesses. It is on
@@ -436,6 +523,44 @@ func (c *Config) Validate() error {
 		}
 	} else if c.Witnessing.PolicyFile != "" {
 		bad("witnessing.policy_file needs witnessing.key_file (the log's note key)")
+	}
+	if c.Tiles.Prefix == "" {
+		c.Tiles.Prefix = "/"
+	}
+	if err := tlogtiles.CheckPrefix(c.Tiles.Prefix); err != nil {
+		bad("tiles.prefix: %v", err)
+	}
+	if v2 := c.RekorV2; v2 != nil {
+		if u, err := url.Parse(v2.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+			bad("rekor_v2.url %q: want http(s)://host[:port]", v2.URL)
+		} else if v2.Origin() == c.Witnessing.Origin {
+			bad("rekor_v2.url: its host name %q is the v1 log's witnessing.origin; two logs need two origins", v2.Origin())
+		}
+		switch {
+		case v2.KeyFile == "" && v2.Signer == nil:
+			bad("rekor_v2.key_file or rekor_v2.signer: required")
+		case v2.KeyFile != "" && v2.Signer != nil:
+			bad("rekor_v2.key_file and rekor_v2.signer are exclusive")
+		case v2.Signer != nil && (v2.Signer.URL == "" || v2.Signer.TokenFile == "" || v2.Signer.Key == ""):
+			bad("rekor_v2.signer: url, token_file and key are required")
+		case v2.Signer != nil && v2.Signer.Timeout == 0:
+			v2.Signer.Timeout = 10 * time.Second
+		}
+		if v2.TilesPrefix == "" {
+			v2.TilesPrefix = "/api/v2/"
+		}
+		if err := tlogtiles.CheckPrefix(v2.TilesPrefix); err != nil {
+			bad("rekor_v2.tiles_prefix: %v", err)
+		} else if v2.TilesPrefix == c.Tiles.Prefix {
+			bad("rekor_v2.tiles_prefix %q is also tiles.prefix", v2.TilesPrefix)
+		}
+	}
+	if tr := c.Trust; tr != nil {
+		if u, err := url.Parse(tr.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+			bad("trust.url %q: want http(s)://host[:port]", tr.URL)
+		} else if tr.Operator == "" {
+			tr.Operator = u.Hostname()
+		}
 	}
 	switch c.Logging.Level {
 	case "":

@@ -1,0 +1,69 @@
+package app
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+
+	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/store"
+	"github.com/stellaops/tlog/logserver/trust"
+)
+
+// startTrust generates trusted_root.json and signing_config.json from the
+// running logs, writes them (and the logs' PEM keys) into trust.dir and
+// serves them under GET /trust/.
+func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Store, mux *http.ServeMux) error {
+	tc := cfg.Trust
+	start, err := st.TreeCreated(ctx, a.seq.Head().TreeID)
+	if err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
+	logs := []trust.Log{{BaseURL: tc.URL, APIVersion: 1, PublicKey: a.signer.Public(), Start: start}}
+	if a.v2 != nil {
+		v2start, err := st.TreeCreated(ctx, a.v2.seq.Head().TreeID)
+		if err != nil {
+			return fmt.Errorf("trust: %w", err)
+		}
+		// The v2 log is listed first: clients pick the highest API version.
+		logs = append([]trust.Log{{BaseURL: cfg.RekorV2.URL, APIVersion: 2, PublicKey: a.v2.pub, Start: v2start}}, logs...)
+	}
+	tr, err := trust.TrustedRoot(logs)
+	if err != nil {
+		return err
+	}
+	sc, err := trust.SigningConfig(logs, tc.Operator)
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{"trusted_root.json": tr, "signing_config.json": sc}
+	for _, l := range logs {
+		der, err := x509.MarshalPKIXPublicKey(l.PublicKey)
+		if err != nil {
+			return err
+		}
+		files["rekor-v"+strconv.Itoa(int(l.APIVersion))+".pub.pem"] = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}
+	for name, data := range files {
+		if tc.Dir != "" {
+			if err := writeFileAtomic(filepath.Join(tc.Dir, name), data); err != nil {
+				return fmt.Errorf("trust.dir: %w", err)
+			}
+		}
+		ctype := "application/json"
+		if filepath.Ext(name) == ".pem" {
+			ctype = "application/x-pem-file"
+		}
+		mux.HandleFunc("GET /trust/"+name, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", ctype)
+			w.Header().Set("Cache-Control", "no-cache")
+			_, _ = w.Write(data)
+		})
+	}
+	a.log.Info("trust files", "logs", len(logs), "dir", tc.Dir)
+	return nil
+}
