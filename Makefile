@@ -8,7 +8,7 @@ TAGS    := batched_queue
 GOFLAGS_BUILD := -tags $(TAGS) -trimpath
 BIN     := bin
 
-.PHONY: all deps build test vet run clean
+.PHONY: all deps build test vet run clean compose-plugin base-image docker-bin images up down
 
 all: build
 
@@ -20,7 +20,7 @@ deps:
 build: deps
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./logserver/cmd/logserver ./witness/cmd/witness ./signer/cmd/signer \
 		./mirror/cmd/mirror \
-		./deployment/cmd/localrun ./testing/cmd/loadgen ./testing/cmd/compare
+		./deployment/cmd/localrun ./deployment/cmd/bootstrap ./testing/cmd/loadgen ./testing/cmd/compare
 
 vet:
 	$(GO) vet -tags $(TAGS) ./...
@@ -36,3 +36,35 @@ run: build
 
 clean:
 	rm -rf $(BIN)
+
+# --- docker compose: the production install (deployment/README.md) ---------
+
+# The compose v2 plugin, built from the Go module proxy when missing.
+COMPOSE_VERSION := v2.40.3
+COMPOSE_PLUGIN  := $(HOME)/.docker/cli-plugins/docker-compose
+COMPOSE         := docker compose
+
+compose-plugin:
+	@docker compose version >/dev/null 2>&1 || ./deployment/docker/compose-plugin.sh $(COMPOSE_VERSION) $(COMPOSE_PLUGIN)
+
+# debian:bookworm-slim, made locally (debootstrap + docker import) when it
+# cannot be pulled; the root file system is cached under .cache/docker.
+base-image:
+	@./deployment/docker/base-image.sh
+
+# The binaries the images copy, built here (no Go toolchain in the images).
+docker-bin: deps
+	@mkdir -p $(BIN)/docker
+	$(GO) build $(GOFLAGS_BUILD) -ldflags "-s -w" -o $(BIN)/docker/ ./logserver/cmd/logserver ./witness/cmd/witness \
+		./signer/cmd/signer ./deployment/cmd/bootstrap ./deployment/cmd/healthcheck
+	@cp "$$($(GO) list -m -f '{{.Dir}}' github.com/google/trillian)/storage/mysql/schema/storage.sql" $(BIN)/docker/trillian-storage.sql
+	@chmod 0644 $(BIN)/docker/trillian-storage.sql
+
+images: compose-plugin base-image docker-bin
+	$(COMPOSE) build
+
+up: images
+	$(COMPOSE) up -d --wait
+
+down: compose-plugin
+	$(COMPOSE) down

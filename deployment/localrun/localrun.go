@@ -41,9 +41,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stellaops/tlog/deployment/mariadb"
 	"github.com/stellaops/tlog/logserver/witnessing"
 	signerclient "github.com/stellaops/tlog/signer/client"
-	"github.com/stellaops/tlog/testing/stack"
 )
 
 // Options say where state and binaries live.
@@ -78,7 +78,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	db, err := stack.StartMariaDB(ctx, filepath.Join(dir, "mariadb"), stack.MariaDBOptions{
+	db, err := mariadb.Start(ctx, filepath.Join(dir, "mariadb"), mariadb.Options{
 		Port: p.MariaDB, Durable: true, BufferPoolMB: 512})
 	if err != nil {
 		return err
@@ -279,7 +279,7 @@ type signerRun struct {
 // startSigner initialises the SoftHSM2 token and the keys on first run,
 // writes the signer's configuration (the logserver and the witness as
 // tenants with generated bearer tokens) and starts it.
-func startSigner(ctx context.Context, dir, binDir string, db *stack.MariaDB, port int) (*signerRun, error) {
+func startSigner(ctx context.Context, dir, binDir string, db *mariadb.Server, port int) (*signerRun, error) {
 	hsm := filepath.Join(dir, "softhsm")
 	secrets := filepath.Join(dir, "secrets")
 	conf := filepath.Join(hsm, "softhsm2.conf")
@@ -287,7 +287,7 @@ func startSigner(ctx context.Context, dir, binDir string, db *stack.MariaDB, por
 	secret(pinFile)
 	secret(soPinFile)
 	signer := filepath.Join(binDir, "signer")
-	if err := stack.EnsurePackages(ctx, map[string]string{"softhsm2-util": "softhsm2"}); err != nil {
+	if err := mariadb.EnsurePackages(ctx, map[string]string{"softhsm2-util": "softhsm2"}); err != nil {
 		return nil, err
 	}
 	tool := func(args ...string) (string, error) {

@@ -1,0 +1,52 @@
+# The Stella service images, one target each: logserver, signer (which also
+# carries the first-start bootstrap and the SoftHSM2 module) and witness.
+#
+# The Go binaries are built outside (`make images`: the host's Go 1.26, with
+# -tags batched_queue, into bin/docker/) and copied in, so a build needs no
+# network beyond Debian's mirror; the base is the only image named, and
+# deployment/docker/base-image.sh makes it where nothing can be pulled.
+# Every image runs as the unprivileged user stella (uid 10001).
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 stella \
+ && useradd --system --uid 10001 --gid stella --no-create-home --home-dir /var/lib/stella --shell /usr/sbin/nologin stella \
+ && install -d -o stella -g stella -m 0755 /var/lib/stella \
+ && install -d -o stella -g stella -m 0700 /var/lib/stella/logserver /var/lib/stella/signer /var/lib/stella/witness /run/mysqld \
+ && install -d -o stella -g stella -m 0755 /var/lib/stella/trust
+COPY bin/docker/healthcheck /usr/local/bin/healthcheck
+STOPSIGNAL SIGTERM
+USER 10001:10001
+WORKDIR /var/lib/stella
+
+FROM runtime AS logserver
+COPY bin/docker/trillian-storage.sql /usr/share/stella/trillian-storage.sql
+COPY bin/docker/logserver /usr/local/bin/logserver
+ENV STELLA_TRILLIAN_SCHEMA=/usr/share/stella/trillian-storage.sql
+EXPOSE 3000
+HEALTHCHECK --interval=5s --timeout=5s --start-period=120s --retries=3 CMD ["healthcheck", "http://127.0.0.1:3000/readyz"]
+ENTRYPOINT ["/usr/local/bin/logserver"]
+CMD ["-config", "/var/lib/stella/logserver/logserver.yaml"]
+
+FROM runtime AS witness
+COPY bin/docker/witness /usr/local/bin/witness
+EXPOSE 7380
+HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 CMD ["healthcheck", "http://127.0.0.1:7380/readyz"]
+ENTRYPOINT ["/usr/local/bin/witness"]
+CMD ["serve", "-c", "/var/lib/stella/witness/witness.yaml"]
+
+FROM runtime AS signer
+USER root
+# libsofthsm2 is the development token's PKCS#11 module; a real HSM's module
+# is mounted instead (see deployment/README.md).
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends libsofthsm2 \
+ && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log
+USER 10001:10001
+COPY bin/docker/trillian-storage.sql /usr/share/stella/trillian-storage.sql
+COPY bin/docker/signer bin/docker/bootstrap /usr/local/bin/
+ENV SOFTHSM2_CONF=/var/lib/stella/signer/softhsm2.conf
+EXPOSE 8090
+HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 CMD ["healthcheck", "http://127.0.0.1:8090/readyz"]
+ENTRYPOINT ["/usr/local/bin/signer"]
+CMD ["serve", "-config", "/var/lib/stella/signer/signer.yaml"]
