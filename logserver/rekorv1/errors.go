@@ -2,12 +2,15 @@ package rekorv1
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 
 	oaerrors "github.com/go-openapi/errors"
+	"github.com/go-sql-driver/mysql"
 	"github.com/sigstore/rekor/pkg/generated/models"
 	"github.com/sigstore/rekor/pkg/types"
 
@@ -28,7 +31,21 @@ const (
 	msgShuttingDown          = "the transparency log is shutting down"
 	msgOverloaded            = "the transparency log has too many writes in flight, retry later"
 	msgStopped               = "the transparency log has stopped accepting entries (see its /readyz)"
+	msgUnavailable           = "the transparency log's database is unavailable; retry later"
 )
+
+// retryAfterUnavailable is the Retry-After of a 503 for an unreachable
+// database, in seconds.
+const retryAfterUnavailable = "5"
+
+// unavailable reports an error of the database connection itself (it is
+// down, restarting or unreachable), as opposed to an error of the request:
+// the client should retry, nothing was stored.
+func unavailable(err error) bool {
+	var ne *net.OpError
+	var de *net.DNSError
+	return errors.As(err, &ne) || errors.As(err, &de) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn)
+}
 
 // statusClientClosedRequest is nginx's code for a client that hung up.
 const statusClientClosedRequest = 499
@@ -96,6 +113,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{status: statusClientClosedRequest, message: msgClientDisconnected, err: err}
 	case errors.Is(err, context.DeadlineExceeded):
 		ae = &apiError{status: http.StatusGatewayTimeout, message: http.StatusText(http.StatusGatewayTimeout), err: err}
+	case unavailable(err):
+		ae = &apiError{status: http.StatusServiceUnavailable, message: msgUnavailable, err: err}
+		w.Header().Set("Retry-After", retryAfterUnavailable)
 	default:
 		ae = &apiError{status: http.StatusInternalServerError, message: msgTrillianCommunication, err: err}
 	}
