@@ -8,16 +8,14 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/stellaops/tlog/deployment/bootstrap"
+	"github.com/stellaops/tlog/internal/service"
 )
 
 func main() {
@@ -58,7 +56,7 @@ func main() {
 	c.User, c.Net, c.Addr = *adminUser, "unix", *socket
 	p.AdminDSN = c.FormatDSN()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := service.SignalContext()
 	defer stop()
 	res, err := bootstrap.Run(ctx, p)
 	if err != nil {

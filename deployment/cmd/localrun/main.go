@@ -4,21 +4,19 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/stellaops/tlog/deployment/localrun"
+	"github.com/stellaops/tlog/internal/service"
 )
 
 func main() {
 	dir := flag.String("dir", ".run", "run directory: database, keys, logs, env")
 	bin := flag.String("bin", "bin", "directory of the built service binaries")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := service.SignalContext()
 	defer stop()
 	if err := localrun.Run(ctx, localrun.Options{Dir: *dir, BinDir: *bin, Out: os.Stdout}); err != nil {
 		fmt.Fprintln(os.Stderr, "localrun:", err)

@@ -10,16 +10,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 	"time"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/logserver/app"
 	"github.com/stellaops/tlog/logserver/config"
 )
@@ -49,10 +47,11 @@ func run(path string) error {
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Logging)
-	slog.SetDefault(logger)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	logger, err := service.Logger(cfg.Logging.Level, cfg.Logging.Format, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := service.SignalContext()
 	defer stop()
 
 	a, err := app.New(ctx, cfg, logger)
@@ -96,8 +95,11 @@ func reindex(path string) error {
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Logging)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	logger, err := service.Logger(cfg.Logging.Level, cfg.Logging.Format, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := service.SignalContext()
 	defer stop()
 	r, err := app.Reindex(ctx, cfg, logger)
 	if err != nil {
@@ -105,14 +107,4 @@ func reindex(path string) error {
 	}
 	fmt.Printf("tree %d: %d entries, %d search keys written, %d entries skipped\n", r.TreeID, r.Entries, r.Keys, r.Skipped)
 	return nil
-}
-
-func newLogger(c config.Logging) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

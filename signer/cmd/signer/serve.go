@@ -9,10 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/signer/audit"
 	"github.com/stellaops/tlog/signer/server"
 )
@@ -30,16 +30,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usagef("serve takes no arguments")
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usagef("-log-level: %v", err)
-	}
-	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	format := "text"
 	if *logJSON {
-		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl})
+		format = "json"
 	}
-	logger := slog.New(h)
-	slog.SetDefault(logger)
+	logger, err := service.Logger(*logLevel, format, stderr)
+	if err != nil {
+		return usagef("%v", err)
+	}
 	cfg, err := server.LoadConfig(*cfgPath)
 	if err != nil {
 		return err

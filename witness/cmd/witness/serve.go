@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/witness/admin"
 	"github.com/stellaops/tlog/witness/api"
 	"github.com/stellaops/tlog/witness/config"
@@ -26,7 +27,8 @@ import (
 // requests, close the admin socket, close the store.
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfgPath := fs.String("c", "witness.yaml", "configuration file")
+	cfgPath := fs.String("config", "witness.yaml", "configuration file")
+	fs.StringVar(cfgPath, "c", "witness.yaml", "configuration file (short for -config)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,7 +36,10 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg, stderr)
+	logger, err := service.Logger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
 
 	signer, closeKey, err := loadSigner(ctx, cfg)
 	if err != nil {
@@ -95,26 +100,10 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		MaxBodyBytes: cfg.MaxBodyBytes, ServeMetrics: cfg.MetricsListen == "",
 	})
 
-	newServer := func(h http.Handler) *http.Server {
-		return &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-			ReadTimeout:       cfg.ReadTimeout,
-			WriteTimeout:      cfg.WriteTimeout,
-			IdleTimeout:       cfg.IdleTimeout,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		}
-	}
-	type server struct {
-		name string
-		srv  *http.Server
-		ln   net.Listener
-	}
-	var servers []server
-	defer func() {
+	var servers []service.Server
+	defer func() { // listeners of an early return; service.Run closes its own
 		for _, s := range servers {
-			s.ln.Close()
+			s.Listener.Close()
 		}
 	}()
 	listen := func(name, addr string, h http.Handler) error {
@@ -122,7 +111,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", name, err)
 		}
-		servers = append(servers, server{name, newServer(h), ln})
+		servers = append(servers, service.Server{Name: name, Listener: ln, Handler: h})
 		return nil
 	}
 	if err := listen("public", cfg.Listen, handler); err != nil {
@@ -141,49 +130,22 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	servers = append(servers, server{"admin", newServer(admin.Handler(&admin.Local{Store: st})), adminLn})
+	servers = append(servers, service.Server{Name: "admin", Listener: adminLn, Handler: admin.Handler(&admin.Local{Store: st})})
 
-	serveErr := make(chan error, len(servers))
-	for _, s := range servers {
-		logger.InfoContext(ctx, "listening", slog.String("server", s.name), slog.String("addr", s.ln.Addr().String()))
-		go func() {
-			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
-				serveErr <- fmt.Errorf("%s server: %w", s.name, err)
-			}
-		}()
-	}
 	keySource := "key_file " + cfg.KeyFile
 	if p := cfg.PKCS11; p != nil {
 		keySource = fmt.Sprintf("pkcs11 token %q key %q", p.TokenLabel, p.KeyLabel)
 	}
-	logger.InfoContext(ctx, "witness started", slog.String("vkey", signer.VerifierKey()),
-		slog.String("key", keySource), slog.Int("logs", len(registered)))
-
-	select {
-	case <-ctx.Done():
-		logger.InfoContext(ctx, "shutting down")
-	case err = <-serveErr:
-		logger.ErrorContext(ctx, "server failed, shutting down", slog.Any("error", err))
+	if sk := cfg.Signer; sk != nil {
+		keySource = fmt.Sprintf("signer %s key %q", sk.URL, sk.Key)
 	}
-	handler.Drain()
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	for _, s := range servers {
-		if serr := s.srv.Shutdown(sctx); serr != nil {
-			err = errors.Join(err, fmt.Errorf("%s shutdown: %w", s.name, serr))
-			s.srv.Close()
-		}
+	started := func() {
+		logger.InfoContext(ctx, "witness started", slog.String("vkey", signer.VerifierKey()),
+			slog.String("key", keySource), slog.Int("logs", len(registered)))
 	}
+	run := servers
 	servers = nil
-	return err
-}
-
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return service.Run(ctx, logger, service.Timeouts{ReadHeader: cfg.ReadHeaderTimeout, Read: cfg.ReadTimeout,
+		Write: cfg.WriteTimeout, Idle: cfg.IdleTimeout, Shutdown: cfg.ShutdownTimeout},
+		service.Hooks{Started: started, Drain: handler.Drain}, run...)
 }

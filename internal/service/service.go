@@ -1,0 +1,165 @@
+// Package service is the one way the appliance's services (logserver,
+// signer, witness) do the plumbing every server needs: a signal-bound
+// context, slog logging from a level and a format, HTTP servers with
+// explicit timeouts and an ordered graceful shutdown, and secrets read
+// from files.
+//
+// Contract: [Logger] accepts exactly the levels debug, info, warn, error
+// and the formats text, json (config validation should use [CheckLogging]
+// so a bad value stops start-up); [Run] returns only after every server
+// has stopped accepting, in-flight requests have finished or the shutdown
+// timeout has passed, in that order; [ReadSecret] never returns a secret
+// with surrounding whitespace, and refuses an empty one.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// SignalContext is cancelled by SIGINT or SIGTERM (docker stop, Ctrl-C).
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// CheckLogging reports an invalid level or format.
+func CheckLogging(level, format string) error {
+	var errs []error
+	switch level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", level))
+	}
+	if format != "text" && format != "json" {
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", format))
+	}
+	return errors.Join(errs...)
+}
+
+// Logger returns the slog logger writing to w at level in format, and
+// makes it the default logger.
+func Logger(level, format string, w io.Writer) (*slog.Logger, error) {
+	if err := CheckLogging(level, format); err != nil {
+		return nil, err
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	var l *slog.Logger
+	if format == "json" {
+		l = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		l = slog.New(slog.NewTextHandler(w, opts))
+	}
+	slog.SetDefault(l)
+	return l, nil
+}
+
+// Timeouts bound an HTTP server's slow clients and its shutdown. Zero
+// fields take the defaults of [Timeouts.WithDefaults].
+type Timeouts struct {
+	ReadHeader time.Duration // default 5s
+	Read       time.Duration // default 1m
+	Write      time.Duration // default 2m
+	Idle       time.Duration // default 2m
+	Shutdown   time.Duration // default 15s
+}
+
+// WithDefaults fills zero fields.
+func (t Timeouts) WithDefaults() Timeouts {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.ReadHeader, 5*time.Second)
+	def(&t.Read, time.Minute)
+	def(&t.Write, 2*time.Minute)
+	def(&t.Idle, 2*time.Minute)
+	def(&t.Shutdown, 15*time.Second)
+	return t
+}
+
+// Server is one listener and what it serves.
+type Server struct {
+	Name     string // for logs: "public", "metrics", "debug", ...
+	Listener net.Listener
+	Handler  http.Handler
+}
+
+// Hooks are called by [Run] at its turning points; nil ones are skipped.
+type Hooks struct {
+	// Started runs once every server accepts connections (after their
+	// "listening" log lines).
+	Started func()
+	// Drain runs when shutdown begins, before the servers stop accepting:
+	// fail readiness, stop background work, so load balancers stop sending.
+	Drain func()
+}
+
+// Run serves every server until ctx ends or one fails, then shuts them all
+// down gracefully within t.Shutdown.
+func Run(ctx context.Context, logger *slog.Logger, t Timeouts, hooks Hooks, servers ...Server) error {
+	t = t.WithDefaults()
+	var hs []*http.Server
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		h := &http.Server{Handler: s.Handler, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read,
+			WriteTimeout: t.Write, IdleTimeout: t.Idle, MaxHeaderBytes: 64 << 10,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		hs = append(hs, h)
+		logger.InfoContext(ctx, "listening", slog.String("server", s.Name), slog.String("addr", s.Listener.Addr().String()))
+		go func() {
+			if err := h.Serve(s.Listener); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s server: %w", s.Name, err)
+			}
+		}()
+	}
+	if hooks.Started != nil {
+		hooks.Started()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err = <-errc:
+		logger.Error("server failed, shutting down", slog.Any("error", err))
+	}
+	if hooks.Drain != nil {
+		hooks.Drain()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), t.Shutdown)
+	defer cancel()
+	for i, h := range hs {
+		if serr := h.Shutdown(sctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("%s shutdown: %w", servers[i].Name, serr))
+			h.Close()
+		}
+	}
+	return err
+}
+
+// ReadSecret returns the content of a secret file (a DSN, a token, a PIN),
+// trimmed of surrounding whitespace. An empty file is an error; the
+// secret itself never appears in one.
+func ReadSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("secret: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("secret %s is empty", path)
+	}
+	return s, nil
+}
