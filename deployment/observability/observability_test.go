@@ -1,0 +1,71 @@
+// Package observability holds the monitoring files of the appliance
+// (prometheus.yml, alerts.yml, grafana-dashboard.json); this test checks
+// them with the real promtool. That every metric they name is exported by
+// a running service is checked by deployment/composetest.
+package observability
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stellaops/tlog/testing/stack"
+)
+
+var promtool = stack.Tool{Name: "promtool", Package: "github.com/prometheus/prometheus/cmd/promtool", Version: "v0.316.0"}
+
+func run(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestPromtool(t *testing.T) {
+	bin := promtool.Install(t)
+	run(t, bin, "check", "rules", "alerts.yml")
+	// The scrape configuration names the rule file where the compose
+	// profile mounts it; check it with the path pointing here.
+	cfg, err := os.ReadFile("prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("alerts.yml")
+	local := filepath.Join(t.TempDir(), "prometheus.yml")
+	if err := os.WriteFile(local, []byte(strings.Replace(string(cfg), "/etc/prometheus/alerts.yml", abs, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, bin, "check", "config", local)
+	run(t, bin, "test", "rules", "alerts_test.yml")
+}
+
+// TestDashboard: the dashboard is valid JSON whose panels all query.
+func TestDashboard(t *testing.T) {
+	b, err := os.ReadFile("grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		UID    string
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.UID == "" || len(d.Panels) < 10 {
+		t.Fatalf("dashboard uid %q with %d panels", d.UID, len(d.Panels))
+	}
+	for _, p := range d.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+	}
+}
