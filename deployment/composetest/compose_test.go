@@ -224,11 +224,23 @@ func TestCompose(t *testing.T) {
 // checkMetrics: every metric an alert rule or a dashboard panel names is
 // exported by a running service.
 func checkMetrics(t *testing.T, p *project) {
-	// A refused signer request, so that the rejection counters exist.
-	req, _ := http.NewRequest("POST", p.signerURL+"/api/v1/signer/sign/digests", strings.NewReader("{}"))
-	req.Header.Set("Authorization", "Bearer not-a-token")
-	if resp, err := http.DefaultClient.Do(req); err == nil {
+	// Refused signer requests, so that the rejection counters exist: one
+	// unauthenticated, one by the logserver for a scope it lacks.
+	token, err := docker("exec", p.container("logserver"), "cat", "/var/lib/stella/logserver/secrets/signer-token")
+	if err != nil {
+		t.Fatalf("logserver token: %v %s", err, token)
+	}
+	for _, bearer := range []string{"not-a-token", token} {
+		req, _ := http.NewRequest("POST", p.signerURL+"/api/v1/signer/sign/cosignature", strings.NewReader(`{"key":"witness","text":"x\n"}`))
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("signer request with bearer %.8s…: %s, want 401 or 403", bearer, resp.Status)
+		}
 	}
 	exported := map[string]bool{"up": true} // up is Prometheus's own
 	for _, u := range []string{p.logURL, p.signerURL, p.witnessURL} {
