@@ -8,9 +8,10 @@
 #
 # The restored tree must be at least as large as (1) the checkpoint in FILE,
 # if given (the newest one a mirror, monitor or client holds), and (2) what
-# the witness has cosigned for the log's origin. A witness volume that
-# exists is never overwritten: a witness is never rolled back, and its
-# state is what the check trusts. Run from the repository root; COMPOSE
+# the witness has cosigned for the log's origin. A witness volume or a
+# logserver volume that exists is never overwritten: neither is ever rolled
+# back (the logserver's state/ holds the highest heads it published, and it
+# refuses to sign a second history against them), and the check trusts them. Run from the repository root; COMPOSE
 # overrides the compose command (default: docker compose -p PROJECT).
 set -euo pipefail
 project=stella checkpoint=
@@ -31,15 +32,17 @@ if docker volume inspect "${project}_mariadb-data" >/dev/null 2>&1; then
   echo "restore: ${project}_mariadb-data exists; restore onto an empty project (docker compose down -v)" >&2
   exit 1
 fi
-keep_witness=
-docker volume inspect "${project}_witness-data" >/dev/null 2>&1 && keep_witness=1
+keep=
+for v in witness-data logserver-data; do
+  docker volume inspect "${project}_$v" >/dev/null 2>&1 && keep="$keep $v"
+done
 # Create the project's volumes (with compose's labels), then fill them.
 $compose up --no-start >/dev/null 2>&1
 for v in mariadb-data signer-data logserver-data witness-data trust; do
-  if [ "$v" = witness-data ] && [ -n "$keep_witness" ]; then
-    echo "restore: keeping the existing witness state (a witness is never rolled back)"
-    continue
-  fi
+  case " $keep " in *" $v "*)
+    echo "restore: keeping the existing $v (its state is never rolled back)"
+    continue ;;
+  esac
   docker run --rm --network none --user 0 -v "${project}_$v:/v" -v "$in:/in:ro" "$base" \
     tar --numeric-owner -C /v -xzpf "/in/$v.tar.gz"
 done
