@@ -169,6 +169,22 @@ func Run(ctx context.Context, p Plan) (*Result, error) {
 	return b.r, nil
 }
 
+// Databases is Run's database step on its own, for `make run`, which
+// writes its configurations itself: it creates the log's and the audit
+// trail's databases, applies their migrations as the administrator
+// (adminDSN) and brings the two service accounts, LogAccount and
+// AuditAccount at accountHost with the given (hex) passwords, to exactly
+// the least privileges described in the package documentation. It returns
+// what it changed.
+func Databases(ctx context.Context, adminDSN, accountHost, logPass, auditPass string) ([]string, error) {
+	b := &run{p: Plan{AdminDSN: adminDSN, AccountHost: accountHost, DBWait: 2 * time.Minute}, r: &Result{},
+		logDBPass: logPass, auditDBPass: auditPass}
+	if err := b.database(ctx); err != nil {
+		return nil, fmt.Errorf("bootstrap database: %w", err)
+	}
+	return b.r.Changed, nil
+}
+
 func (p *Plan) check() error {
 	var errs []error
 	for name, v := range map[string]string{"LogserverDir": p.LogserverDir, "SignerDir": p.SignerDir,

@@ -26,6 +26,7 @@ package localrun
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stellaops/tlog/deployment/bootstrap"
 	"github.com/stellaops/tlog/deployment/mariadb"
 	"github.com/stellaops/tlog/logserver/witnessing"
 	signerclient "github.com/stellaops/tlog/signer/client"
@@ -85,10 +87,18 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer db.Stop()
 	p.MariaDB = db.Port
-	dsn, err := db.CreateDatabase(ctx, "rekor", secret(filepath.Join(dir, "secrets", "rekor-db-password")))
-	if err != nil {
+	// One account per service with only what it needs (deployment/bootstrap,
+	// as compose's first start makes them); the administrator is reachable
+	// only over the server's private socket.
+	logPass := secret(filepath.Join(dir, "secrets", "rekor-db-password"))
+	auditPass := secret(filepath.Join(dir, "secrets", "signer-db-password"))
+	if _, err := bootstrap.Databases(ctx, db.AdminDSN(""), "127.0.0.1", logPass, auditPass); err != nil {
 		return err
 	}
+	if err := dropLegacyAccounts(ctx, db); err != nil {
+		return err
+	}
+	dsn := db.DSN(bootstrap.LogAccount, logPass, bootstrap.LogDatabase)
 	if err := writeFile(filepath.Join(dir, "secrets", "rekor-dsn"), []byte(dsn), 0o600); err != nil {
 		return err
 	}
@@ -99,7 +109,7 @@ func Run(ctx context.Context, o Options) error {
 	// The signer holds the log key and the witness key in a SoftHSM2 token
 	// under dir/softhsm; the logserver and the witness hold no private key
 	// of their own but the log's C2SP note key (see witnessing).
-	sgn, err := startSigner(ctx, dir, o.BinDir, db, p.Signer)
+	sgn, err := startSigner(ctx, dir, o.BinDir, db.DSN(bootstrap.AuditAccount, auditPass, bootstrap.AuditDatabase), p.Signer)
 	if err != nil {
 		return err
 	}
@@ -279,7 +289,7 @@ type signerRun struct {
 // startSigner initialises the SoftHSM2 token and the keys on first run,
 // writes the signer's configuration (the logserver and the witness as
 // tenants with generated bearer tokens) and starts it.
-func startSigner(ctx context.Context, dir, binDir string, db *mariadb.Server, port int) (*signerRun, error) {
+func startSigner(ctx context.Context, dir, binDir, auditDSN string, port int) (*signerRun, error) {
 	hsm := filepath.Join(dir, "softhsm")
 	secrets := filepath.Join(dir, "secrets")
 	conf := filepath.Join(hsm, "softhsm2.conf")
@@ -322,10 +332,6 @@ func startSigner(ctx context.Context, dir, binDir string, db *mariadb.Server, po
 		sum := sha256.Sum256([]byte(secret(filepath.Join(secrets, name))))
 		return hex.EncodeToString(sum[:])
 	}
-	auditDSN, err := db.CreateDatabase(ctx, "signer", secret(filepath.Join(secrets, "signer-db-password")))
-	if err != nil {
-		return nil, err
-	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cfg := fmt.Sprintf(`# Written by make run; see signer/server/config.go for every field.
 listen: %q
@@ -335,7 +341,6 @@ token:
   sessions: 2
 audit:
   dsn: %q
-  migrate_dsn: %q
 keys:
   - name: log-rekor
     purposes: [digests]
@@ -362,7 +367,7 @@ tenants:
       - {id: witness, sha256: %s, scopes: [sign:cosignature]}
     keys: [witness]
     quota: {rps: 500, burst: 1000, concurrency: 8}
-`, addr, pinFile, auditDSN, auditDSN, tokenHash("logserver-signer-token"), tokenHash("witness-signer-token"))
+`, addr, pinFile, auditDSN, tokenHash("logserver-signer-token"), tokenHash("witness-signer-token"))
 	cfgPath := filepath.Join(dir, "signer.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -524,6 +529,19 @@ func secret(path string) string {
 	s := fmt.Sprintf("%x", buf)
 	_ = writeFile(path, []byte(s), 0o600)
 	return s
+}
+
+// dropLegacyAccounts removes the all-privileges accounts earlier versions
+// of make run gave the services ('rekor' and 'signer'), so an existing .run
+// keeps only the least-privilege ones.
+func dropLegacyAccounts(ctx context.Context, db *mariadb.Server) error {
+	admin, err := sql.Open("mysql", db.AdminDSN(""))
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	_, err = admin.ExecContext(ctx, "DROP USER IF EXISTS 'rekor'@'127.0.0.1', 'signer'@'127.0.0.1'")
+	return err
 }
 
 // exportLine is a shell export of a single-quoted value.

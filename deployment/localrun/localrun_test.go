@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +25,9 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/stellaops/tlog/deployment/bootstrap"
 	"github.com/stellaops/tlog/testing/entries"
 )
 
@@ -80,6 +86,7 @@ func TestRunContract(t *testing.T) {
 			t.Fatalf("env lacks %s: %v", k, r1.env)
 		}
 	}
+	checkAccounts(t, dir)
 	key1, err := os.ReadFile(r1.env["LOG_PUBLIC_KEY"])
 	if err != nil || !strings.Contains(string(key1), "PUBLIC KEY") {
 		t.Fatalf("public key file: %v", err)
@@ -221,4 +228,68 @@ func checkWitnessed(t *testing.T, env map[string]string, size int64) {
 func strconvQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// checkAccounts checks the database accounts make run gives the services:
+// no password-less root over TCP, the signer's audit account reads and
+// appends audit rows but can neither change nor delete them, and the
+// logserver's account cannot drop its tables.
+func checkAccounts(t *testing.T, dir string) {
+	t.Helper()
+	var p ports
+	data, err := os.ReadFile(filepath.Join(dir, "ports.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	open := func(user, pass, db string) *sql.DB {
+		c := mysql.NewConfig()
+		c.User, c.Passwd, c.Net, c.Addr, c.DBName = user, pass, "tcp", "127.0.0.1:"+strconv.Itoa(p.MariaDB), db
+		d, err := sql.Open("mysql", c.FormatDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	pass := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, "secrets", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// Access denied: 1045, or 1698 for an account authenticated otherwise.
+	denied := func(err error) bool {
+		var e *mysql.MySQLError
+		return errors.As(err, &e) && (e.Number == 1045 || e.Number == 1698)
+	}
+	if err := open("root", "", "").Ping(); !denied(err) {
+		t.Fatalf("root over TCP without a password: want access denied, got %v", err)
+	}
+	audit := open(bootstrap.AuditAccount, pass("signer-db-password"), bootstrap.AuditDatabase)
+	var n int
+	if err := audit.QueryRow("SELECT COUNT(*) FROM signer_audit").Scan(&n); err != nil {
+		t.Fatalf("the audit account cannot read audit rows: %v", err)
+	}
+	if n == 0 {
+		t.Fatal("no audit rows after start-up (the signer's canary and the services' calls are audited)")
+	}
+	for _, q := range []string{"DELETE FROM signer_audit", "UPDATE signer_audit SET decision = decision", "DROP TABLE signer_audit"} {
+		if _, err := audit.Exec(q); err == nil {
+			t.Fatalf("the audit account may %q", q)
+		}
+	}
+	logdb := open(bootstrap.LogAccount, pass("rekor-db-password"), bootstrap.LogDatabase)
+	if _, err := logdb.Exec("DROP TABLE log_entries"); err == nil {
+		t.Fatal("the logserver's account may drop its tables")
+	}
+	for _, legacy := range []string{"rekor", "signer"} {
+		err := open(legacy, pass(map[string]string{"rekor": "rekor-db-password", "signer": "signer-db-password"}[legacy]), "").Ping()
+		if !denied(err) {
+			t.Fatalf("the legacy all-privileges account %q: want access denied, got %v", legacy, err)
+		}
+	}
 }
