@@ -150,6 +150,7 @@ signer:
   url: %q
   token_file: %q
   key: witness
+  max_in_flight: 32 # the signer's witness tenant allows concurrency 32
 db_file: %q
 listen: "127.0.0.1:%d"
 log_format: text
@@ -338,7 +339,7 @@ listen: %q
 token:
   token_label: stella
   pin_file: %q
-  sessions: 2
+  sessions: 4
 audit:
   dsn: %q
 keys:
@@ -366,7 +367,7 @@ tenants:
     tokens:
       - {id: witness, sha256: %s, scopes: [sign:cosignature]}
     keys: [witness]
-    quota: {rps: 500, burst: 1000, concurrency: 8}
+    quota: {rps: 3000, burst: 6000, concurrency: 32}
 `, addr, pinFile, auditDSN, tokenHash("logserver-signer-token"), tokenHash("witness-signer-token"))
 	cfgPath := filepath.Join(dir, "signer.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
