@@ -56,6 +56,9 @@ type App struct {
 	feederDone chan struct{}
 
 	v2 *rekorV2 // nil without rekor_v2
+
+	stopTUF context.CancelFunc // nil without trust.tuf
+	tufDone chan struct{}
 }
 
 // New builds every part. It waits (until ctx ends) for the database to
@@ -423,6 +426,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) close() {
+	if a.stopTUF != nil {
+		a.stopTUF()
+		<-a.tufDone
+	}
 	if a.v2 != nil {
 		a.v2.close()
 	}

@@ -16,7 +16,8 @@ import (
 
 // startTrust generates trusted_root.json and signing_config.json from the
 // running logs, writes them (and the logs' PEM keys) into trust.dir and
-// serves them under GET /trust/.
+// serves them under GET /trust/; with trust.tuf, also as the targets of the
+// appliance's TUF repository.
 func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Store, mux *http.ServeMux) error {
 	tc := cfg.Trust
 	start, err := st.TreeCreated(ctx, a.seq.Head().TreeID)
@@ -65,5 +66,8 @@ func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Stor
 		})
 	}
 	a.log.Info("trust files", "logs", len(logs), "dir", tc.Dir)
+	if tc.TUF != nil {
+		return a.startTUF(ctx, tc, tr, sc, mux)
+	}
 	return nil
 }

@@ -132,6 +132,110 @@ type Trust struct {
 	// Operator names the operator in signing_config.json. Default: the
 	// v1 log's host name.
 	Operator string `yaml:"operator"`
+	// TUF, if set, also serves the trust files from the appliance's own
+	// TUF repository, so that clients need only its root.json and URL.
+	TUF *TUF `yaml:"tuf"`
+}
+
+// TUF configures the appliance's TUF repository (package logserver/tufrepo):
+// targets trusted_root.json and signing_config.v0.2.json (the names cosign
+// v3 and sigstore-go look up), consistent snapshots, served under Path;
+// clients run `cosign initialize --mirror <trust.url><Path without the
+// final "/"> --root <Dir>/root.json`. The targets are published at every
+// start, as a new targets version when the trust files changed (a key
+// added to a log with its validity window). A background loop signs a new
+// timestamp (and snapshot, targets, root) version before the current one
+// expires: with the defaults, a timestamp lives 1 day and is replaced 12h
+// before it expires, so clients keep working through a half-day outage of
+// the signer.
+type TUF struct {
+	// Path is the URL path the repository is served under; it starts and
+	// ends with "/". Default "/tuf/".
+	Path string `yaml:"path"`
+	// Dir holds the repository: every version of the metadata and every
+	// target ever published, as served (never delete it: versions must
+	// only go up). Default: <trust.dir>/tuf. root.json is also written to
+	// trust.dir at every start.
+	Dir string `yaml:"dir"`
+	// RootKey signs root.json. In production a dedicated key of the signer
+	// (purpose digests, ECDSA P-256, e.g. "tuf-root"); a key file for
+	// tests and development. It cannot change: a new root key is a new
+	// repository (a new Dir, a new root.json for clients).
+	RootKey Key `yaml:"root_key"`
+	// OnlineKey signs targets, snapshot and timestamp: a dedicated key of
+	// the signer (purpose digests, ECDSA P-256, e.g. "tuf-online"), or a
+	// key file. Changing it publishes a new root version naming the new
+	// key, signed by the root key; clients follow it.
+	OnlineKey Key `yaml:"online_key"`
+	// RootExpiry is how long a root version is valid. Default 8760h.
+	RootExpiry time.Duration `yaml:"root_expiry"`
+	// TargetsExpiry is how long a targets or snapshot version is valid.
+	// Default 2160h.
+	TargetsExpiry time.Duration `yaml:"targets_expiry"`
+	// TimestampExpiry is how long a timestamp version is valid. Default 24h.
+	TimestampExpiry time.Duration `yaml:"timestamp_expiry"`
+	// RefreshMargin: a version is replaced once it expires within the
+	// margin. Less than TimestampExpiry. Default TimestampExpiry / 2.
+	RefreshMargin time.Duration `yaml:"refresh_margin"`
+}
+
+func (t *TUF) validate(tr *Trust, c *Config, bad func(string, ...any)) {
+	if t.Path == "" {
+		t.Path = "/tuf/"
+	}
+	if !strings.HasPrefix(t.Path, "/") || !strings.HasSuffix(t.Path, "/") || len(t.Path) < 3 || strings.Contains(t.Path, "//") {
+		bad("trust.tuf.path %q: want /name/", t.Path)
+	} else if t.Path == "/trust/" || t.Path == c.Tiles.Prefix || (c.RekorV2 != nil && t.Path == c.RekorV2.TilesPrefix) || strings.HasPrefix(t.Path, "/api/") {
+		bad("trust.tuf.path %q is taken by another API", t.Path)
+	}
+	if t.Dir == "" {
+		if tr.Dir == "" {
+			bad("trust.tuf.dir: required without trust.dir")
+		}
+		t.Dir = filepath.Join(tr.Dir, "tuf")
+	}
+	t.RootKey.validate("trust.tuf.root_key", bad)
+	t.OnlineKey.validate("trust.tuf.online_key", bad)
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{{"root_expiry", &t.RootExpiry, 8760 * time.Hour}, {"targets_expiry", &t.TargetsExpiry, 2160 * time.Hour},
+		{"timestamp_expiry", &t.TimestampExpiry, 24 * time.Hour}, {"refresh_margin", &t.RefreshMargin, 0}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			bad("trust.tuf.%s %v: must be positive", d.name, *d.v)
+		}
+	}
+	if t.RefreshMargin == 0 {
+		t.RefreshMargin = t.TimestampExpiry / 2
+	}
+	if t.RefreshMargin >= t.TimestampExpiry || t.RefreshMargin >= t.TargetsExpiry || t.RefreshMargin >= t.RootExpiry {
+		bad("trust.tuf.refresh_margin %v: must be less than every expiry", t.RefreshMargin)
+	}
+}
+
+// validate checks k (named name in errors) and sets its defaults.
+func (k *Key) validate(name string, bad func(string, ...any)) {
+	switch {
+	case k.File == "" && k.Signer == nil:
+		bad("%s.file or %s.signer is required", name, name)
+	case k.File != "" && k.Signer != nil:
+		bad("%s.file and %s.signer are exclusive", name, name)
+	case k.Signer != nil:
+		s := k.Signer
+		if s.URL == "" || s.TokenFile == "" || s.Key == "" {
+			bad("%s.signer needs url, token_file and key", name)
+		}
+		if s.Timeout == 0 {
+			s.Timeout = 10 * time.Second
+		}
+		if k.Create {
+			bad("%s.create applies to %s.file only (the signer's keys are made with `signer keys generate`)", name, name)
+		}
+	}
 }
 
 // Tiles configures the tlog-tiles read API.
@@ -401,23 +505,7 @@ func (c *Config) Validate() error {
 	if c.Trillian.TreeID < 0 {
 		bad("trillian.tree_id %d: must be positive", c.Trillian.TreeID)
 	}
-	switch {
-	case c.Key.File == "" && c.Key.Signer == nil:
-		bad("key.file or key.signer is required")
-	case c.Key.File != "" && c.Key.Signer != nil:
-		bad("key.file and key.signer are exclusive")
-	case c.Key.Signer != nil:
-		k := c.Key.Signer
-		if k.URL == "" || k.TokenFile == "" || k.Key == "" {
-			bad("key.signer needs url, token_file and key")
-		}
-		if k.Timeout == 0 {
-			k.Timeout = 10 * time.Second
-		}
-		if c.Key.Create {
-			bad("key.create applies to key.file only (the signer's keys are made with `signer keys generate`)")
-		}
-	}
+	c.Key.validate("key", bad)
 	if c.Sequencer.BatchSize == 0 {
 		c.Sequencer.BatchSize = 1000
 	}
@@ -560,6 +648,9 @@ func (c *Config) Validate() error {
 			bad("trust.url %q: want http(s)://host[:port]", tr.URL)
 		} else if tr.Operator == "" {
 			tr.Operator = u.Hostname()
+		}
+		if t := tr.TUF; t != nil {
+			t.validate(tr, c, bad)
 		}
 	}
 	switch c.Logging.Level {

@@ -31,8 +31,8 @@ type env struct {
 }
 
 // newEnv starts a logserver with both logs on 127.0.0.1:PORT and the trust
-// files generated.
-func newEnv(t *testing.T) *env {
+// files generated; mutate, if given, changes the configuration further.
+func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
 	t.Helper()
 	db := stack.TestMariaDB(t, false)
 	dsn := stack.TestDatabase(t, db, "trust")
@@ -48,6 +48,9 @@ func newEnv(t *testing.T) *env {
 		c.Witnessing = config.Witnessing{Origin: "v1.stella.test/log", KeyFile: filepath.Join(dir, "v1note.pem"), CreateKey: true}
 		c.RekorV2 = &config.RekorV2{URL: u, KeyFile: filepath.Join(dir, "v2.pem"), CreateKey: true}
 		c.Trust = &config.Trust{URL: u, Dir: e.dir}
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 	return e
 }

@@ -1,0 +1,145 @@
+package trust_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/testing/stack"
+)
+
+// tufExpiry is the test's timestamp lifetime: the refresh loop replaces it
+// every tufExpiry/2.
+const tufExpiry = 4 * time.Second
+
+func timestampVersion(t *testing.T, data []byte) (int64, time.Time) {
+	t.Helper()
+	var m struct {
+		Signed struct {
+			Version int64     `json:"version"`
+			Expires time.Time `json:"expires"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Signed.Version, m.Signed.Expires
+}
+
+// freeze serves a copy of the repository as it is now (a stale or
+// tampered mirror), changed by edit.
+func freeze(t *testing.T, repo string, edit func(dir string)) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tuf")
+	if err := os.CopyFS(dir, os.DirFS(repo)); err != nil {
+		t.Fatal(err)
+	}
+	edit(dir)
+	srv := httptest.NewServer(http.StripPrefix("/tuf", http.FileServer(http.Dir(dir))))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/tuf"
+}
+
+// The appliance's TUF repository, read by the real cosign v3.1.3: after
+// `cosign initialize --mirror $URL/tuf --root root.json`, a plain sign-blob
+// logs to our v2 log and verify-blob verifies, with no other trust flag;
+// the timestamp is refreshed while cosign keeps verifying; a stale mirror
+// (expired timestamp) and a tampered target are refused.
+func TestCosignV3TUF(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		keys := filepath.Join(filepath.Dir(c.Trust.Dir), "tufkeys")
+		c.Trust.TUF = &config.TUF{
+			RootKey:         config.Key{File: filepath.Join(keys, "root.pem"), Create: true},
+			OnlineKey:       config.Key{File: filepath.Join(keys, "online.pem"), Create: true},
+			TimestampExpiry: tufExpiry,
+		}
+	})
+	cosign := stack.Cosign3.Install(t)
+	work := t.TempDir()
+	run := func(wantOK bool, tufRoot string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(cosign, args...)
+		cmd.Dir = work
+		// HOME and TUF_ROOT are empty temporary directories: nothing but
+		// what `cosign initialize` fetched from the appliance.
+		cmd.Env = append(os.Environ(), "HOME="+work, "COSIGN_PASSWORD=", "TUF_ROOT="+tufRoot)
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != wantOK {
+			t.Fatalf("cosign %s: %v (want ok=%v)\n%s", strings.Join(args, " "), err, wantOK, out)
+		}
+		return string(out)
+	}
+	root := filepath.Join(e.dir, "root.json")
+	repo := filepath.Join(e.dir, "tuf")
+	live := filepath.Join(work, "tuf-live")
+	out := run(true, live, "initialize", "--mirror", e.url+"/tuf", "--root", root)
+	if strings.Contains(out, "WARNING") {
+		t.Fatalf("cosign initialize: %s", out)
+	}
+	run(true, live, "generate-key-pair", "--output-key-prefix", "k")
+	if err := os.WriteFile(filepath.Join(work, "f"), []byte("release 3.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(true, live, "sign-blob", "--yes", "--key", "k.key", "--bundle", "f.bundle", "f")
+	data, _ := os.ReadFile(filepath.Join(work, "f.bundle"))
+	if !strings.Contains(string(data), `"version":"0.0.2"`) || !strings.Contains(string(data), `127.0.0.1`) {
+		t.Fatalf("bundle not from our v2 log: %s", data)
+	}
+	verify := func(wantOK bool, tufRoot string) string {
+		t.Helper()
+		out := run(wantOK, tufRoot, "verify-blob", "--key", "k.pub", "--bundle", "f.bundle", "f")
+		if wantOK && !strings.Contains(out, "Verified OK") {
+			t.Fatalf("verify-blob: %s", out)
+		}
+		return out
+	}
+	verify(true, live)
+
+	// A mirror frozen now: its timestamp expires while ours is refreshed.
+	v0, exp0 := timestampVersion(t, get(t, e.url+"/tuf/timestamp.json"))
+	stale := filepath.Join(work, "tuf-stale")
+	staleURL := freeze(t, repo, func(string) {})
+	run(true, stale, "initialize", "--mirror", staleURL, "--root", root)
+	// A mirror with a changed trusted_root.json (our v2 log removed).
+	tampered := filepath.Join(work, "tuf-tampered")
+	tamperedURL := freeze(t, repo, func(dir string) {
+		paths, _ := filepath.Glob(filepath.Join(dir, "targets", "*.trusted_root.json"))
+		for _, p := range paths {
+			b, _ := os.ReadFile(p)
+			var tr map[string]any
+			if err := json.Unmarshal(b, &tr); err != nil {
+				t.Fatal(err)
+			}
+			tr["tlogs"] = tr["tlogs"].([]any)[1:]
+			b, _ = json.Marshal(tr)
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(paths) == 0 {
+			t.Fatal("no trusted_root.json target")
+		}
+	})
+	if out := run(false, tampered, "initialize", "--mirror", tamperedURL, "--root", root); !strings.Contains(out, "hash verification failed") {
+		t.Fatalf("tampered mirror: %s", out)
+	}
+	verify(false, tampered)
+
+	time.Sleep(time.Until(exp0) + time.Second)
+	v1, exp1 := timestampVersion(t, get(t, e.url+"/tuf/timestamp.json"))
+	if v1 <= v0 || !exp1.After(time.Now()) {
+		t.Fatalf("timestamp not refreshed: version %d → %d, expires %v", v0, v1, exp1)
+	}
+	t.Logf("timestamp version %d → %d while the first expired", v0, v1)
+	verify(true, live)
+	if out := verify(false, stale); !strings.Contains(out, "expired") {
+		t.Fatalf("stale mirror: %s", out)
+	}
+}
