@@ -1,7 +1,12 @@
 package trust_test
 
 import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,7 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/signer/audit"
+	"github.com/stellaops/tlog/signer/client"
+	"github.com/stellaops/tlog/signer/pkcs11"
+	"github.com/stellaops/tlog/signer/server"
+	"github.com/stellaops/tlog/testing/softhsm"
 	"github.com/stellaops/tlog/testing/stack"
 )
 
@@ -141,5 +153,128 @@ func TestCosignV3TUF(t *testing.T) {
 	verify(true, live)
 	if out := verify(false, stale); !strings.Contains(out, "expired") {
 		t.Fatalf("stale mirror: %s", out)
+	}
+}
+
+// startSigner runs a real signer service over a SoftHSM2 token holding
+// two ECDSA P-256 keys with purpose digests, "tuf-root" and "tuf-online",
+// and returns its URL, a token file and the keys' public keys.
+func startSigner(t *testing.T, dir string) (string, string, map[string]crypto.PublicKey) {
+	t.Helper()
+	ctx := context.Background()
+	tok := softhsm.NewToken(t, "tuf")
+	pt, err := pkcs11.Open(ctx, pkcs11.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: softhsm.PIN, Sessions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"tuf-root-1", "tuf-online-1"} {
+		if _, err := pt.Generate(ctx, l, pkcs11.ECDSAP256); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sdsn := stack.TestDatabase(t, stack.TestMariaDB(t, false), "signer")
+	db, err := audit.OpenDB(sdsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := audit.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	const token = "tuf-test-token"
+	sum := sha256.Sum256([]byte(token))
+	cfg := &server.Config{
+		Token: &pkcs11.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: softhsm.PIN, Sessions: 2},
+		Audit: server.AuditConfig{DSN: sdsn},
+		Keys: []server.KeyConfig{
+			{Name: "tuf-root", Purposes: []string{"digests"}, Versions: []server.KeyVersionConfig{{Version: 1, Label: "tuf-root-1"}}},
+			{Name: "tuf-online", Purposes: []string{"digests"}, Versions: []server.KeyVersionConfig{{Version: 1, Label: "tuf-online-1"}}},
+		},
+		Tenants: []server.TenantConfig{{Name: "logserver", Keys: []string{"tuf-root", "tuf-online"},
+			Tokens: []server.TokenConfig{{ID: "ls", SHA256: hex.EncodeToString(sum[:]), Scopes: []string{"sign:digests"}}}}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(ctx, cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	tokFile := filepath.Join(dir, "signer-token")
+	if err := os.WriteFile(tokFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pubs := map[string]crypto.PublicKey{}
+	c := client.New(hs.URL, token, nil)
+	for _, k := range []string{"tuf-root", "tuf-online"} {
+		ds, err := c.NewDigestSigner(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs[k] = ds.Public()
+	}
+	return hs.URL, tokFile, pubs
+}
+
+// The TUF metadata keys in the HSM: the signer signs root, targets,
+// snapshot and timestamp; root.json names exactly its two keys; cosign
+// v3.1.3 initializes from it and verifies a blob signed through our v2 log.
+func TestTUFKeysInSigner(t *testing.T) {
+	keyDir := t.TempDir()
+	signerURL, tokFile, pubs := startSigner(t, keyDir)
+	e := newEnv(t, func(c *config.Config) {
+		c.Trust.TUF = &config.TUF{
+			RootKey:   config.Key{Signer: &config.SignerKey{URL: signerURL, TokenFile: tokFile, Key: "tuf-root"}},
+			OnlineKey: config.Key{Signer: &config.SignerKey{URL: signerURL, TokenFile: tokFile, Key: "tuf-online"}},
+		}
+	})
+	rootJSON, err := os.ReadFile(filepath.Join(e.dir, "root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := metadata.Root().FromBytes(rootJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for name, pub := range pubs {
+		k, err := metadata.KeyFromPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name], _ = k.ID()
+	}
+	if len(root.Signed.Keys) != 2 || root.Signed.Roles["root"].KeyIDs[0] != ids["tuf-root"] || root.Signed.Roles["timestamp"].KeyIDs[0] != ids["tuf-online"] {
+		t.Fatalf("root.json does not name the signer's keys %v: %s", ids, rootJSON)
+	}
+	if err := root.VerifyDelegate("root", root); err != nil {
+		t.Fatalf("root.json not signed by the HSM's root key: %v", err)
+	}
+	cosign := stack.Cosign3.Install(t)
+	work := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(cosign, args...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "HOME="+work, "COSIGN_PASSWORD=", "TUF_ROOT="+filepath.Join(work, "tuf"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("initialize", "--mirror", e.url+"/tuf", "--root", filepath.Join(e.dir, "root.json"))
+	run("generate-key-pair", "--output-key-prefix", "k")
+	if err := os.WriteFile(filepath.Join(work, "f"), []byte("hsm\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("sign-blob", "--yes", "--key", "k.key", "--bundle", "f.bundle", "f")
+	if out := run("verify-blob", "--key", "k.pub", "--bundle", "f.bundle", "f"); !strings.Contains(out, "Verified OK") {
+		t.Fatalf("verify-blob: %s", out)
 	}
 }
