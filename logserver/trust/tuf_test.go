@@ -154,6 +154,26 @@ func TestCosignV3TUF(t *testing.T) {
 	if out := verify(false, stale); !strings.Contains(out, "expired") {
 		t.Fatalf("stale mirror: %s", out)
 	}
+
+	// Changed trust files at a restart (here the operator's name): a new
+	// targets version, which cosign fetches; the root stays version 1.
+	e.ls.Config.Trust.Operator = "stella-ops-renamed"
+	e.ls.Restart()
+	if _, err := os.Stat(filepath.Join(repo, "2.targets.json")); err != nil {
+		t.Fatalf("no new targets version: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "2.root.json")); err == nil {
+		t.Fatal("a restart signed a new root")
+	}
+	run(true, live, "sign-blob", "--yes", "--key", "k.key", "--bundle", "f2.bundle", "f")
+	cached, _ := filepath.Glob(filepath.Join(live, "*", "targets", "signing_config.v0.2.json"))
+	if len(cached) != 1 {
+		t.Fatalf("cosign's cached signing config: %v", cached)
+	}
+	if b, _ := os.ReadFile(cached[0]); !strings.Contains(string(b), "stella-ops-renamed") {
+		t.Fatalf("cosign did not fetch the new signing config: %s", b)
+	}
+	verify(true, live)
 }
 
 // startSigner runs a real signer service over a SoftHSM2 token holding
