@@ -77,7 +77,8 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Key.Signer == nil || c.Witnessing.Origin != "rekor.stella.example/log" || c.Sequencer.Interval != 20*time.Millisecond {
+	if c.Key.Signer == nil || c.Witnessing.Origin != "rekor.stella.example/log" || c.Sequencer.Interval != 20*time.Millisecond ||
+		c.Trust == nil || c.Trust.TUF == nil || c.Trust.TUF.OnlineKey.Signer.Key != "tuf-online" {
 		t.Fatalf("example not loaded as written: %+v", c)
 	}
 }
