@@ -58,7 +58,7 @@ type Options struct {
 	// are how long a newly signed version is valid.
 	RootExpiry, TargetsExpiry, TimestampExpiry time.Duration
 	// RefreshMargin: a role is signed again (a new version) once it expires
-	// within the margin. Less than TimestampExpiry.
+	// within the margin. Less than every expiry.
 	RefreshMargin time.Duration
 	Logger        *slog.Logger
 }
@@ -82,8 +82,8 @@ type Repo struct {
 // an operator's ceremony this package does not do); a new online key gets
 // a new root version naming it, signed by the root key.
 func Open(ctx context.Context, o Options) (*Repo, error) {
-	if o.RootExpiry <= 0 || o.TargetsExpiry <= 0 || o.TimestampExpiry <= 0 || o.RefreshMargin <= 0 || o.RefreshMargin >= o.TimestampExpiry {
-		return nil, errors.New("tufrepo: expiries must be positive and the refresh margin less than the timestamp expiry")
+	if o.RefreshMargin <= 0 || o.RefreshMargin >= min(o.RootExpiry, o.TargetsExpiry, o.TimestampExpiry) {
+		return nil, errors.New("tufrepo: the refresh margin must be positive and less than every expiry")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -109,22 +109,24 @@ func Open(ctx context.Context, o Options) (*Repo, error) {
 	defer r.mu.Unlock()
 	rootID, _ := r.rootKey.ID()
 	onlineID, _ := r.onlineKey.ID()
-	switch {
-	case r.root == nil:
-		root := metadata.Root(r.expiry(o.RootExpiry))
-		root.Signed.Version = 0 // newRoot bumps it to 1
-		r.root = root
-	case !slices.Equal(r.root.Signed.Roles[metadata.ROOT].KeyIDs, []string{rootID}):
+	if r.root == nil {
+		r.root = metadata.Root(r.expiry(o.RootExpiry))
+		r.root.Signed.Version = 0 // newRoot makes it 1
+	} else if !slices.Equal(r.root.Signed.Roles[metadata.ROOT].KeyIDs, []string{rootID}) {
 		return nil, fmt.Errorf("tufrepo: %s: the configured root key %s is not the root's key %v", o.Dir, rootID, r.root.Signed.Roles[metadata.ROOT].KeyIDs)
-	case slices.Equal(r.root.Signed.Roles[metadata.TIMESTAMP].KeyIDs, []string{onlineID}):
-		return r, nil
 	}
-	if err := r.newRoot(ctx); err != nil {
-		return nil, err
+	if r.root.Signed.Version == 0 || !slices.Equal(r.root.Signed.Roles[metadata.TIMESTAMP].KeyIDs, []string{onlineID}) {
+		if err := r.newRoot(ctx); err != nil {
+			return nil, err
+		}
 	}
-	// Everything the online key signs is signed again by the new one.
-	if r.targets != nil {
-		return r, r.newTargets(ctx, r.targets.Signed.Targets)
+	// Everything the online key signs is signed again by a new one (also
+	// after a crash between the new root and the new timestamp: the
+	// timestamp is written last).
+	if r.timestamp != nil && (len(r.timestamp.Signatures) != 1 || r.timestamp.Signatures[0].KeyID != onlineID) {
+		if err := r.newTargets(ctx, r.targets.Signed.Targets); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }

@@ -178,6 +178,24 @@ func TestKeys(t *testing.T) {
 	if got, err := f.target(t, root1, "trusted_root.json"); err != nil || string(got) != "x" {
 		t.Fatalf("after an online key change: %q, %v", got, err)
 	}
+	// A crash after the new root but before the new timestamp: the next
+	// start signs the timestamp with the new key.
+	old, err := os.ReadFile(filepath.Join(f.dir, "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.opts.OnlineKey = key(t, filepath.Join(f.keys, "online3.pem"))
+	f.open(t)
+	if err := os.WriteFile(filepath.Join(f.dir, "timestamp.json"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.target(t, root1, "trusted_root.json"); err == nil {
+		t.Fatal("a timestamp signed by a key the root no longer names was accepted")
+	}
+	f.open(t)
+	if got, err := f.target(t, root1, "trusted_root.json"); err != nil || string(got) != "x" {
+		t.Fatalf("after the crash: %q, %v", got, err)
+	}
 	bad := f.opts
 	bad.RootKey = key(t, filepath.Join(f.keys, "root2.pem"))
 	if _, err := tufrepo.Open(ctx, bad); err == nil || !strings.Contains(err.Error(), "root key") {
