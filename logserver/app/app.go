@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		}
 	}
 	if cfg.Trust != nil {
-		if err := a.startTrust(ctx, cfg, st, mux); err != nil {
+		if err := a.startTrust(ctx, cfg, st, reg, mux); err != nil {
 			return nil, err
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/store"
 	"github.com/stellaops/tlog/logserver/trust"
@@ -18,7 +20,7 @@ import (
 // running logs, writes them (and the logs' PEM keys) into trust.dir and
 // serves them under GET /trust/; with trust.tuf, also as the targets of the
 // appliance's TUF repository.
-func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Store, mux *http.ServeMux) error {
+func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Store, reg prometheus.Registerer, mux *http.ServeMux) error {
 	tc := cfg.Trust
 	start, err := st.TreeCreated(ctx, a.seq.Head().TreeID)
 	if err != nil {
@@ -67,7 +69,7 @@ func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Stor
 	}
 	a.log.Info("trust files", "logs", len(logs), "dir", tc.Dir)
 	if tc.TUF != nil {
-		return a.startTUF(ctx, tc, tr, sc, mux)
+		return a.startTUF(ctx, tc, tr, sc, reg, mux)
 	}
 	return nil
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/tufrepo"
@@ -19,7 +22,7 @@ const (
 // startTUF opens the TUF repository, publishes the trust files as its
 // targets, writes root.json into trust.dir, serves the repository under
 // trust.tuf.path and keeps its timestamp fresh until close.
-func (a *App) startTUF(ctx context.Context, tc *config.Trust, trustedRoot, signingConfig []byte, mux *http.ServeMux) error {
+func (a *App) startTUF(ctx context.Context, tc *config.Trust, trustedRoot, signingConfig []byte, reg prometheus.Registerer, mux *http.ServeMux) error {
 	t := tc.TUF
 	rootKey, err := openKey(ctx, t.RootKey)
 	if err != nil {
@@ -52,6 +55,14 @@ func (a *App) startTUF(ctx context.Context, tc *config.Trust, trustedRoot, signi
 		}
 		if err := writeFileAtomic(filepath.Join(tc.Dir, "root.json"), root); err != nil {
 			return fmt.Errorf("trust.dir: %w", err)
+		}
+	}
+	for _, role := range []string{"root", "targets", "snapshot", "timestamp"} {
+		if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logserver_tuf_expires_in_seconds",
+			Help:        "Seconds until the served version of the TUF role expires (the refresh loop replaces it refresh_margin before).",
+			ConstLabels: prometheus.Labels{"role": role}},
+			func() float64 { return time.Until(repo.Expires(role)).Seconds() })); err != nil {
+			return err
 		}
 	}
 	mux.Handle("GET "+t.Path, repo.Handler(t.Path))

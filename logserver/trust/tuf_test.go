@@ -150,6 +150,9 @@ func TestCosignV3TUF(t *testing.T) {
 		t.Fatalf("timestamp not refreshed: version %d → %d, expires %v", v0, v1, exp1)
 	}
 	t.Logf("timestamp version %d → %d while the first expired", v0, v1)
+	if m := string(get(t, e.url+"/metrics")); !strings.Contains(m, `logserver_tuf_expires_in_seconds{role="timestamp"}`) {
+		t.Fatalf("no TUF expiry metric: %s", m)
+	}
 	verify(true, live)
 	if out := verify(false, stale); !strings.Contains(out, "expired") {
 		t.Fatalf("stale mirror: %s", out)

@@ -200,6 +200,25 @@ func (r *Repo) RootJSON() ([]byte, error) {
 	return os.ReadFile(filepath.Join(r.o.Dir, strconv.FormatInt(r.root.Signed.Version, 10)+".root.json"))
 }
 
+// Expires returns when the current version of role ("root", "targets",
+// "snapshot", "timestamp") expires; zero before the first Publish.
+func (r *Repo) Expires(role string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case role == metadata.ROOT:
+		return r.root.Signed.Expires
+	case r.timestamp == nil:
+	case role == metadata.TARGETS:
+		return r.targets.Signed.Expires
+	case role == metadata.SNAPSHOT:
+		return r.snapshot.Signed.Expires
+	case role == metadata.TIMESTAMP:
+		return r.timestamp.Signed.Expires
+	}
+	return time.Time{}
+}
+
 // Publish makes files (target name → content) the repository's targets,
 // replacing all others: if they differ from the current ones, it signs a
 // new targets, snapshot and timestamp version. Names are plain file names.
