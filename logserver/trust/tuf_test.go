@@ -29,7 +29,7 @@ import (
 
 // tufExpiry is the test's timestamp lifetime: the refresh loop replaces it
 // every tufExpiry/2.
-const tufExpiry = 4 * time.Second
+const tufExpiry = 8 * time.Second
 
 func timestampVersion(t *testing.T, data []byte) (int64, time.Time) {
 	t.Helper()
@@ -46,8 +46,8 @@ func timestampVersion(t *testing.T, data []byte) (int64, time.Time) {
 }
 
 // freeze serves a copy of the repository as it is now (a stale or
-// tampered mirror), changed by edit.
-func freeze(t *testing.T, repo string, edit func(dir string)) string {
+// tampered mirror), changed by edit; it returns its URL and directory.
+func freeze(t *testing.T, repo string, edit func(dir string)) (string, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tuf")
 	if err := os.CopyFS(dir, os.DirFS(repo)); err != nil {
@@ -56,7 +56,7 @@ func freeze(t *testing.T, repo string, edit func(dir string)) string {
 	edit(dir)
 	srv := httptest.NewServer(http.StripPrefix("/tuf", http.FileServer(http.Dir(dir))))
 	t.Cleanup(srv.Close)
-	return srv.URL + "/tuf"
+	return srv.URL + "/tuf", dir
 }
 
 // The appliance's TUF repository, read by the real cosign v3.1.3: after
@@ -115,13 +115,17 @@ func TestCosignV3TUF(t *testing.T) {
 	verify(true, live)
 
 	// A mirror frozen now: its timestamp expires while ours is refreshed.
-	v0, exp0 := timestampVersion(t, get(t, e.url+"/tuf/timestamp.json"))
 	stale := filepath.Join(work, "tuf-stale")
-	staleURL := freeze(t, repo, func(string) {})
+	staleURL, staleDir := freeze(t, repo, func(string) {})
 	run(true, stale, "initialize", "--mirror", staleURL, "--root", root)
+	ts, err := os.ReadFile(filepath.Join(staleDir, "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v0, exp0 := timestampVersion(t, ts)
 	// A mirror with a changed trusted_root.json (our v2 log removed).
 	tampered := filepath.Join(work, "tuf-tampered")
-	tamperedURL := freeze(t, repo, func(dir string) {
+	tamperedURL, _ := freeze(t, repo, func(dir string) {
 		paths, _ := filepath.Glob(filepath.Join(dir, "targets", "*.trusted_root.json"))
 		for _, p := range paths {
 			b, _ := os.ReadFile(p)

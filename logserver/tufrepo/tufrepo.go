@@ -143,8 +143,14 @@ func tufKey(s logkey.Signer) (*metadata.Key, error) {
 	return metadata.KeyFromPublicKey(pub)
 }
 
+// expiry is d from now, rounded up to the second (TUF dates have no
+// fractions).
 func (r *Repo) expiry(d time.Duration) time.Time {
-	return time.Now().UTC().Add(d).Truncate(time.Second)
+	t := time.Now().UTC().Add(d)
+	if s := t.Truncate(time.Second); s.Before(t) {
+		return s.Add(time.Second)
+	}
+	return t
 }
 
 // load reads the newest root and the current targets, snapshot and

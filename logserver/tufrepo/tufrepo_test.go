@@ -233,7 +233,7 @@ func TestTamperExpiryRefresh(t *testing.T) {
 	if _, err := f.target(t, root, "trusted_root.json"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2100 * time.Millisecond)
+	time.Sleep(time.Until(f.repo.Expires("timestamp")) + 100*time.Millisecond)
 	if _, err := f.client(t, root); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("an expired timestamp: %v", err)
 	}
