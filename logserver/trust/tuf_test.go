@@ -113,6 +113,14 @@ func TestCosignV3TUF(t *testing.T) {
 		return out
 	}
 	verify(true, live)
+	pred := `{"buildType":"https://stella.test/build","builder":{"id":"https://stella.test/ci"}}`
+	if err := os.WriteFile(filepath.Join(work, "pred.json"), []byte(pred), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(true, live, "attest-blob", "--yes", "--key", "k.key", "--predicate", "pred.json", "--type", "https://stella.test/predicate/v1", "--bundle", "a.bundle", "f")
+	if out := run(true, live, "verify-blob-attestation", "--key", "k.pub", "--type", "https://stella.test/predicate/v1", "--bundle", "a.bundle", "f"); !strings.Contains(out, "Verified OK") {
+		t.Fatalf("verify-blob-attestation: %s", out)
+	}
 
 	// A mirror frozen now: its timestamp expires while ours is refreshed.
 	stale := filepath.Join(work, "tuf-stale")

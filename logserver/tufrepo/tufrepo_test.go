@@ -34,12 +34,15 @@ func key(t *testing.T, path string) *logkey.File {
 	return k
 }
 
-func newFixture(t *testing.T, ts time.Duration) *fixture {
+func newFixture(t *testing.T, ts time.Duration, mutate ...func(*tufrepo.Options)) *fixture {
 	t.Helper()
 	f := &fixture{dir: filepath.Join(t.TempDir(), "repo"), keys: t.TempDir()}
 	f.opts = tufrepo.Options{
 		Dir: f.dir, RootKey: key(t, filepath.Join(f.keys, "root.pem")), OnlineKey: key(t, filepath.Join(f.keys, "online.pem")),
 		RootExpiry: 24 * time.Hour, TargetsExpiry: 24 * time.Hour, TimestampExpiry: ts, RefreshMargin: ts / 2,
+	}
+	for _, m := range mutate {
+		m(&f.opts)
 	}
 	f.open(t)
 	mux := http.NewServeMux()
@@ -255,5 +258,36 @@ func TestTamperExpiryRefresh(t *testing.T) {
 			t.Fatalf("while refreshing: %v", err)
 		}
 		time.Sleep(700 * time.Millisecond)
+	}
+}
+
+// Every role is re-signed before it expires: with short root and targets
+// expiries the loop publishes root 2 (signed by the root key), which a
+// client holding root 1 follows.
+func TestRefreshAllRoles(t *testing.T) {
+	f := newFixture(t, 2*time.Second, func(o *tufrepo.Options) { o.RootExpiry, o.TargetsExpiry = 3*time.Second, 3*time.Second })
+	ctx := context.Background()
+	if err := f.repo.Publish(ctx, map[string][]byte{"trusted_root.json": []byte("r")}); err != nil {
+		t.Fatal(err)
+	}
+	root1 := f.rootJSON(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { f.repo.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		_, errRoot := os.Stat(filepath.Join(f.dir, "2.root.json"))
+		_, errTargets := os.Stat(filepath.Join(f.dir, "2.targets.json"))
+		if errRoot == nil && errTargets == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("root or targets not re-signed: %v, %v", errRoot, errTargets)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got, err := f.target(t, root1, "trusted_root.json"); err != nil || string(got) != "r" {
+		t.Fatalf("after re-signing every role: %q, %v", got, err)
 	}
 }
