@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -31,6 +33,15 @@ func (a *App) startTUF(ctx context.Context, tc *config.Trust, trustedRoot, signi
 	onlineKey, err := openKey(ctx, t.OnlineKey)
 	if err != nil {
 		return fmt.Errorf("trust.tuf.online_key: %w", err)
+	}
+	// A key signs one protocol: TUF metadata and SETs are both signatures
+	// over SHA-256 of canonical JSON.
+	for name, k := range map[string]interface{ Equal(crypto.PublicKey) bool }{
+		"root_key": rootKey.Public().(*ecdsa.PublicKey), "online_key": onlineKey.Public().(*ecdsa.PublicKey),
+	} {
+		if k.Equal(a.signer.Public()) {
+			return fmt.Errorf("trust.tuf.%s is the log key: give TUF its own keys", name)
+		}
 	}
 	repo, err := tufrepo.Open(ctx, tufrepo.Options{
 		Dir: t.Dir, RootKey: rootKey, OnlineKey: onlineKey,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/stellaops/tlog/logserver/app"
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/signer/audit"
 	"github.com/stellaops/tlog/signer/client"
@@ -91,15 +92,19 @@ func TestCosignV3TUF(t *testing.T) {
 	root := filepath.Join(e.dir, "root.json")
 	repo := filepath.Join(e.dir, "tuf")
 	live := filepath.Join(work, "tuf-live")
+	start := time.Now()
 	out := run(true, live, "initialize", "--mirror", e.url+"/tuf", "--root", root)
 	if strings.Contains(out, "WARNING") {
 		t.Fatalf("cosign initialize: %s", out)
 	}
+	t.Logf("cosign initialize: %v", time.Since(start).Round(time.Millisecond))
 	run(true, live, "generate-key-pair", "--output-key-prefix", "k")
 	if err := os.WriteFile(filepath.Join(work, "f"), []byte("release 3.0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	start = time.Now()
 	run(true, live, "sign-blob", "--yes", "--key", "k.key", "--bundle", "f.bundle", "f")
+	t.Logf("cosign sign-blob (TUF refresh, v2 log write): %v", time.Since(start).Round(time.Millisecond))
 	data, _ := os.ReadFile(filepath.Join(work, "f.bundle"))
 	if !strings.Contains(string(data), `"version":"0.0.2"`) || !strings.Contains(string(data), `127.0.0.1`) {
 		t.Fatalf("bundle not from our v2 log: %s", data)
@@ -112,7 +117,9 @@ func TestCosignV3TUF(t *testing.T) {
 		}
 		return out
 	}
+	start = time.Now()
 	verify(true, live)
+	t.Logf("cosign verify-blob (TUF refresh): %v", time.Since(start).Round(time.Millisecond))
 	pred := `{"buildType":"https://stella.test/build","builder":{"id":"https://stella.test/ci"}}`
 	if err := os.WriteFile(filepath.Join(work, "pred.json"), []byte(pred), 0o644); err != nil {
 		t.Fatal(err)
@@ -311,5 +318,31 @@ func TestTUFKeysInSigner(t *testing.T) {
 	run("sign-blob", "--yes", "--key", "k.key", "--bundle", "f.bundle", "f")
 	if out := run("verify-blob", "--key", "k.pub", "--bundle", "f.bundle", "f"); !strings.Contains(out, "Verified OK") {
 		t.Fatalf("verify-blob: %s", out)
+	}
+}
+
+// The log key is refused as a TUF key (both sign SHA-256 of canonical
+// JSON), and nothing is published.
+func TestTUFRefusesLogKey(t *testing.T) {
+	e := newEnv(t)
+	e.ls.Stop()
+	cfg := *e.ls.Config
+	trust := *cfg.Trust
+	cfg.Trust = &trust
+	tufDir := filepath.Join(t.TempDir(), "tuf")
+	trust.TUF = &config.TUF{Dir: tufDir, RootKey: cfg.Key, OnlineKey: config.Key{File: filepath.Join(t.TempDir(), "online.pem"), Create: true}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), &cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		_ = a.Shutdown(context.Background())
+		t.Fatal("the log key was taken as the TUF root key")
+	}
+	if !strings.Contains(err.Error(), "is the log key") {
+		t.Fatalf("error %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tufDir, "1.root.json")); err == nil {
+		t.Fatal("a root was published")
 	}
 }
