@@ -291,3 +291,30 @@ func TestRefreshAllRoles(t *testing.T) {
 		t.Fatalf("after re-signing every role: %q, %v", got, err)
 	}
 }
+
+// The handler serves the repository's files and nothing else.
+func TestHandler(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	if err := f.repo.Publish(context.Background(), map[string][]byte{"trusted_root.json": []byte("r")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, ".tmp-x"), []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{
+		"/tuf/1.root.json": 200, "/tuf/timestamp.json": 200, "/tuf/1.snapshot.json": 200, "/tuf/1.targets.json": 200,
+		"/tuf/2.root.json": 404, "/tuf/": 404, "/tuf/targets/": 404, "/tuf/.tmp-x": 404, "/tuf/other/1.root.json": 404,
+		"/tuf/targets/../1.root.json": 404, "/tuf/targets/a/b": 404,
+	} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.URL.Path = path // as sent, uncleaned
+		w := httptest.NewRecorder()
+		f.repo.Handler("/tuf/").ServeHTTP(w, req)
+		if w.Code != want {
+			t.Errorf("GET %s: %d, want %d", path, w.Code, want)
+		}
+		if path == "/tuf/timestamp.json" && w.Header().Get("Cache-Control") != "no-cache" {
+			t.Errorf("timestamp.json Cache-Control %q", w.Header().Get("Cache-Control"))
+		}
+	}
+}
