@@ -17,6 +17,8 @@
 //	                its tiles under $LOG_V2_URL/api/v2/)
 //	TRUSTED_ROOT    sigstore trusted_root.json naming both logs
 //	SIGNING_CONFIG  sigstore signing_config.json (v0.2) naming both logs
+//	TUF_URL         the appliance's TUF repository serving those two files
+//	                (its root.json is in TRUST_DIR)
 //
 // State (database, keys, chosen ports) persists in the run directory, so a
 // second run serves the same tree with the same key. Stop with SIGINT or
@@ -209,9 +211,16 @@ rekor_v2:
 trust:
   url: %q
   dir: %q
+  tuf:
+    dir: %q
+    root_key:
+      signer: {url: %q, token_file: %q, key: tuf-root}
+    online_key:
+      signer: {url: %q, token_file: %q, key: tuf-online}
 `, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), signerURL, lsToken, filepath.Join(keys, "log-key.pub.pem"),
 		filepath.Join(dir, "state"), origin, filepath.Join(keys, "log-note.pem"), filepath.Join(trust, "witness-policy"),
-		v2URL, signerURL, lsToken, filepath.Join(trust, "witness-policy-v2"), "http://"+lsAddr, trust)
+		v2URL, signerURL, lsToken, filepath.Join(trust, "witness-policy-v2"), "http://"+lsAddr, trust,
+		filepath.Join(dir, "tuf"), signerURL, lsToken, signerURL, lsToken)
 	cfgPath := filepath.Join(dir, "logserver.yaml")
 	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
@@ -241,7 +250,8 @@ trust:
 		exportLine("TRUST_DIR", trust) +
 		exportLine("LOG_TILES_URL", logURL+"/") + exportLine("LOG_V2_URL", v2URL) +
 		exportLine("TRUSTED_ROOT", filepath.Join(trust, "trusted_root.json")) +
-		exportLine("SIGNING_CONFIG", filepath.Join(trust, "signing_config.json"))
+		exportLine("SIGNING_CONFIG", filepath.Join(trust, "signing_config.json")) +
+		exportLine("TUF_URL", "http://"+lsAddr+"/tuf")
 	if err := writeFile(envFile, []byte(env), 0o644); err != nil {
 		return err
 	}
@@ -257,11 +267,12 @@ Stella appliance is up.
   witness (WITNESS_URL):        %s
   signer (SIGNER_URL):          %s
   trust files (TRUST_DIR):      %s
+  TUF repository (TUF_URL):     http://%s/tuf (cosign initialize --mirror $TUF_URL --root $TRUST_DIR/root.json)
   MariaDB:                      127.0.0.1:%d (data in %s)
   logs:                         %s
 Load the variables with:  . %s
 Press Ctrl-C to stop.
-`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, logURL, v2URL, v2URL, witnessURL, signerURL, trust, db.Port, filepath.Join(dir, "mariadb"),
+`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, logURL, v2URL, v2URL, witnessURL, signerURL, trust, lsAddr, db.Port, filepath.Join(dir, "mariadb"),
 		filepath.Join(dir, "*.log"), envFile)
 
 	select {
@@ -322,7 +333,8 @@ func startSigner(ctx context.Context, dir, binDir, auditDSN string, port int) (*
 	}
 	// Generated inside the token, non-extractable, once: the public keys
 	// never change across runs.
-	for label, typ := range map[string]string{"log-rekor": "ecdsa-p256", "witness-ed25519": "ed25519", "rekor-v2-ed25519": "ed25519"} {
+	for label, typ := range map[string]string{"log-rekor": "ecdsa-p256", "witness-ed25519": "ed25519", "rekor-v2-ed25519": "ed25519",
+		"tuf-root": "ecdsa-p256", "tuf-online": "ecdsa-p256"} {
 		if !strings.Contains(list, label) {
 			if _, err := tool("keys", "generate", "-token", "stella", "-pin-file", pinFile, "-label", label, "-type", typ); err != nil {
 				return nil, err
@@ -357,11 +369,19 @@ keys:
     note_name: "127.0.0.1"
     versions:
       - {version: 1, label: rekor-v2-ed25519}
+  - name: tuf-root
+    purposes: [digests]
+    versions:
+      - {version: 1, label: tuf-root}
+  - name: tuf-online
+    purposes: [digests]
+    versions:
+      - {version: 1, label: tuf-online}
 tenants:
   - name: logserver
     tokens:
       - {id: logserver, sha256: %s, scopes: [sign:digests, sign:checkpoint]}
-    keys: [log-rekor, rekor-v2]
+    keys: [log-rekor, rekor-v2, tuf-root, tuf-online]
     quota: {rps: 2000, burst: 4000, concurrency: 16, max_payload_bytes: 8388608}
   - name: witness
     tokens:

@@ -81,12 +81,22 @@ func TestRunContract(t *testing.T) {
 	}
 
 	r1 := start()
-	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY", "LOG_NOTE_VKEY", "WITNESS_URL", "WITNESS_VKEY", "SIGNER_URL", "TRUST_DIR", "LOG_TILES_URL", "LOG_V2_URL", "TRUSTED_ROOT", "SIGNING_CONFIG"} {
+	for _, k := range []string{"LOG_URL", "LOG_PUBLIC_KEY", "LOG_NOTE_VKEY", "WITNESS_URL", "WITNESS_VKEY", "SIGNER_URL", "TRUST_DIR", "LOG_TILES_URL", "LOG_V2_URL", "TRUSTED_ROOT", "SIGNING_CONFIG", "TUF_URL"} {
 		if r1.env[k] == "" {
 			t.Fatalf("env lacks %s: %v", k, r1.env)
 		}
 	}
 	checkAccounts(t, dir)
+	// The TUF repository serves a timestamp, and its root is in TRUST_DIR
+	// for `cosign initialize --mirror $TUF_URL --root $TRUST_DIR/root.json`.
+	if _, err := os.Stat(filepath.Join(r1.env["TRUST_DIR"], "root.json")); err != nil {
+		t.Fatalf("TUF root: %v", err)
+	}
+	if resp, err := http.Get(r1.env["TUF_URL"] + "/timestamp.json"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("TUF timestamp: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	key1, err := os.ReadFile(r1.env["LOG_PUBLIC_KEY"])
 	if err != nil || !strings.Contains(string(key1), "PUBLIC KEY") {
 		t.Fatalf("public key file: %v", err)
