@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,8 +66,7 @@ func verifyBundles(ctx context.Context, rep *kit.Report, files []string, o bundl
 		if err != nil {
 			return err
 		}
-		d := sha256.Sum256(data)
-		opts.ArtifactDigest = d[:]
+		opts.Artifact = data
 	}
 	if o.key != "" {
 		data, err := os.ReadFile(o.key)

@@ -18,8 +18,14 @@ import (
 type Body struct {
 	Kind, APIVersion string
 	// Digest is the signed artifact digest (hashedrekord) or payload
-	// digest (dsse), SHA-256.
+	// digest (dsse, intoto), of algorithm DigestAlg.
 	Digest []byte
+	// DigestAlg is SHA-256, or SHA-384/SHA-512 for hashedrekord 0.0.1
+	// (Ed25519 keys sign a SHA-512 digest, Ed25519ph).
+	DigestAlg crypto.Hash
+	// EnvelopeDigest is, for intoto 0.0.2, the SHA-256 of the DSSE envelope
+	// exactly as it was submitted to the log.
+	EnvelopeDigest []byte
 	// Sigs are the signatures with the key or certificate (DER or PEM)
 	// that verifies each.
 	Sigs []BodySig
@@ -32,7 +38,8 @@ type BodySig struct {
 }
 
 // ParseBody reads hashedrekord 0.0.1/0.0.2, dsse 0.0.1/0.0.2 and intoto
-// 0.0.1/0.0.2 bodies; other kinds return only Kind and APIVersion.
+// 0.0.1/0.0.2 bodies; other kinds return only Kind and APIVersion. A Sig
+// with a nil Sig (intoto 0.0.1) is a key any envelope signature may match.
 func ParseBody(b []byte) (*Body, error) {
 	var top struct {
 		Kind       string          `json:"kind"`
@@ -42,7 +49,7 @@ func ParseBody(b []byte) (*Body, error) {
 	if err := json.Unmarshal(b, &top); err != nil || top.Kind == "" {
 		return nil, errors.New("entry body is not a Rekor entry")
 	}
-	body := &Body{Kind: top.Kind, APIVersion: top.APIVersion}
+	body := &Body{Kind: top.Kind, APIVersion: top.APIVersion, DigestAlg: crypto.SHA256}
 	var err error
 	switch top.Kind + "/" + top.APIVersion {
 	case "hashedrekord/0.0.1":
@@ -56,7 +63,7 @@ func ParseBody(b []byte) (*Body, error) {
 			}
 		}
 		if err = json.Unmarshal(top.Spec, &s); err == nil {
-			body.Digest, err = hexSHA256(s.Data.Hash.Algorithm, s.Data.Hash.Value)
+			body.DigestAlg, body.Digest, err = hexDigest(s.Data.Hash.Algorithm, s.Data.Hash.Value)
 			body.Sigs = []BodySig{{s.Signature.Content, s.Signature.PublicKey.Content}}
 		}
 	case "hashedrekord/0.0.2":
@@ -113,11 +120,35 @@ func ParseBody(b []byte) (*Body, error) {
 				body.Sigs = append(body.Sigs, BodySig{x.Content, x.Verifier.der()})
 			}
 		}
-	case "intoto/0.0.1", "intoto/0.0.2":
-		// Identities only: the keys of the envelope's signatures.
+	case "intoto/0.0.1":
+		// Rekor's canonical body keeps the key that verified the envelope,
+		// the SHA-256 of the envelope as submitted (hash) and, but for old
+		// entries, of its payload (payloadHash); not the envelope.
 		var s struct {
 			PublicKey []byte
 			Content   struct {
+				Hash        struct{ Algorithm, Value string }
+				PayloadHash *struct{ Algorithm, Value string }
+			}
+		}
+		if err = json.Unmarshal(top.Spec, &s); err == nil {
+			body.EnvelopeDigest, err = hexSHA256(s.Content.Hash.Algorithm, s.Content.Hash.Value)
+		}
+		if err == nil && s.Content.PayloadHash != nil {
+			body.Digest, err = hexSHA256(s.Content.PayloadHash.Algorithm, s.Content.PayloadHash.Value)
+		}
+		if err == nil && len(s.PublicKey) == 0 {
+			err = errors.New("no public key")
+		}
+		body.Sigs = []BodySig{{nil, s.PublicKey}}
+	case "intoto/0.0.2":
+		// Rekor's canonical body keeps the envelope's payload type and
+		// signatures (each sig the base64 text of the envelope's sig, each
+		// with the PEM key or certificate that verified it), the SHA-256 of
+		// the envelope as submitted (hash) and of the payload (payloadHash).
+		var s struct {
+			Content struct {
+				Hash        struct{ Algorithm, Value string }
 				PayloadHash struct{ Algorithm, Value string }
 				Envelope    struct {
 					Signatures []struct {
@@ -128,13 +159,24 @@ func ParseBody(b []byte) (*Body, error) {
 			}
 		}
 		if err = json.Unmarshal(top.Spec, &s); err == nil {
-			body.Digest, _ = hexSHA256(s.Content.PayloadHash.Algorithm, s.Content.PayloadHash.Value)
-			if len(s.PublicKey) > 0 {
-				body.Sigs = append(body.Sigs, BodySig{nil, s.PublicKey})
+			body.Digest, err = hexSHA256(s.Content.PayloadHash.Algorithm, s.Content.PayloadHash.Value)
+		}
+		if err == nil {
+			body.EnvelopeDigest, err = hexSHA256(s.Content.Hash.Algorithm, s.Content.Hash.Value)
+		}
+		for _, x := range s.Content.Envelope.Signatures {
+			if err != nil {
+				break
 			}
-			for _, x := range s.Content.Envelope.Signatures {
-				body.Sigs = append(body.Sigs, BodySig{nil, x.PublicKey})
+			var sig []byte
+			if sig, err = base64.StdEncoding.DecodeString(string(x.Sig)); err != nil {
+				err = errors.New("an envelope signature is not base64")
+				break
 			}
+			body.Sigs = append(body.Sigs, BodySig{sig, x.PublicKey})
+		}
+		if err == nil && len(body.Sigs) == 0 {
+			err = errors.New("no envelope signature")
 		}
 	}
 	if err != nil {
@@ -156,6 +198,19 @@ func (v verifierV2) der() []byte {
 		return pemOf("PUBLIC KEY", v.PublicKey.RawBytes)
 	}
 	return nil
+}
+
+// hexDigest reads a hashedrekord 0.0.1 digest: sha256, sha384 or sha512.
+func hexDigest(alg, value string) (crypto.Hash, []byte, error) {
+	h, ok := map[string]crypto.Hash{"sha256": crypto.SHA256, "sha384": crypto.SHA384, "sha512": crypto.SHA512}[alg]
+	if !ok {
+		return 0, nil, fmt.Errorf("hash algorithm %q, want sha256, sha384 or sha512", alg)
+	}
+	d, err := hex.DecodeString(value)
+	if err != nil || len(d) != h.Size() {
+		return 0, nil, fmt.Errorf("hash value is not a hex %s", alg)
+	}
+	return h, d, nil
 }
 
 func hexSHA256(alg, value string) ([]byte, error) {
@@ -244,7 +299,7 @@ func (b *Body) Identities() Identity {
 		}
 	}
 	if len(b.Digest) > 0 {
-		add(&id.Digests, "sha256:"+hex.EncodeToString(b.Digest))
+		add(&id.Digests, digestName(b.DigestAlg)+":"+hex.EncodeToString(b.Digest))
 	}
 	sort.Strings(id.Keys)
 	sort.Strings(id.Subjects)
@@ -264,4 +319,15 @@ func (i Identity) String() string {
 func EntryDigest(entry []byte) string {
 	d := sha256.Sum256(entry)
 	return "sha256:" + hex.EncodeToString(d[:])
+}
+
+// digestName is the lower-case name Rekor gives a digest algorithm.
+func digestName(h crypto.Hash) string {
+	switch h {
+	case crypto.SHA384:
+		return "sha384"
+	case crypto.SHA512:
+		return "sha512"
+	}
+	return "sha256"
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -29,8 +30,9 @@ type Options struct {
 	Now time.Time
 	// MaxAge fails entries integrated longer ago (0: no limit).
 	MaxAge time.Duration
-	// ArtifactDigest, if set, is the SHA-256 the entry must sign.
-	ArtifactDigest []byte
+	// Artifact, if set, is the artifact the entry must sign: its digest
+	// (of the entry's algorithm) must be the logged one.
+	Artifact []byte
 	// Key verifies DSSE envelopes logged as plain entries (tlog-proof).
 	Key crypto.PublicKey
 }
@@ -129,33 +131,7 @@ func (r *Result) checkSignature(e *Entry, o Options) {
 	r.Signer = b.Identities()
 	switch b.Kind {
 	case "hashedrekord":
-		if len(b.Sigs) != 1 {
-			r.fail("signature: hashedrekord without a signature")
-			return
-		}
-		s := b.Sigs[0]
-		if e.Signature != nil && !bytes.Equal(e.Signature, s.Sig) {
-			r.fail("signature: the bundle's signature is not the logged one")
-		}
-		if e.Digest != nil && !bytes.Equal(e.Digest, b.Digest) {
-			r.fail("signature: the bundle's digest is not the logged one")
-		}
-		if o.ArtifactDigest != nil && !bytes.Equal(o.ArtifactDigest, b.Digest) {
-			r.fail("signature: the artifact's SHA-256 %x is not the signed digest %x", o.ArtifactDigest, b.Digest)
-		}
-		pub, _, err := KeyMaterial(s.Key)
-		if err != nil {
-			r.fail("signature: logged key: %v", err)
-			return
-		}
-		v, err := signature.LoadVerifier(pub, crypto.SHA256)
-		if err == nil {
-			err = v.VerifySignature(bytes.NewReader(s.Sig), nil, options.WithDigest(b.Digest))
-		}
-		if err != nil {
-			r.fail("signature: does not verify over the logged digest: %v", err)
-			return
-		}
+		r.checkHashedRekord(e, b, o)
 	case "dsse":
 		if e.Envelope == nil {
 			r.fail("signature: a dsse entry needs its envelope (a sigstore bundle carries it)")
@@ -165,12 +141,82 @@ func (r *Result) checkSignature(e *Entry, o Options) {
 			r.fail("signature: %v", err)
 			return
 		}
+	case "intoto":
+		r.checkIntoto(e, b)
 	default:
 		r.fail("signature: entry kind %s is not checked by the mirror", r.Kind)
 		return
 	}
 	if len(r.Failures) == 0 {
 		r.Checks.Signature = true
+	}
+}
+
+// checkHashedRekord verifies the logged signature over the logged digest,
+// as Rekor v1.5.4 does: ECDSA and RSA over the digest, Ed25519 as
+// Ed25519ph (RFC 8032) over a SHA-512 digest, and that the bundle's
+// signature and digest and the artifact (if given) are the logged ones.
+func (r *Result) checkHashedRekord(e *Entry, b *Body, o Options) {
+	if len(b.Sigs) != 1 {
+		r.fail("signature: hashedrekord without a signature")
+		return
+	}
+	s := b.Sigs[0]
+	if e.Envelope != nil {
+		r.fail("signature: the bundle carries a DSSE envelope, the log a hashedrekord")
+	}
+	if e.Signature != nil && !bytes.Equal(e.Signature, s.Sig) {
+		r.fail("signature: the bundle's signature is not the logged one")
+	}
+	if e.Digest != nil && !bytes.Equal(e.Digest, b.Digest) {
+		r.fail("signature: the bundle's digest is not the logged one")
+	}
+	if o.Artifact != nil {
+		h := b.DigestAlg.New()
+		h.Write(o.Artifact)
+		if d := h.Sum(nil); !bytes.Equal(d, b.Digest) {
+			r.fail("signature: the artifact's %s %x is not the signed digest %x", digestName(b.DigestAlg), d, b.Digest)
+		}
+	}
+	pub, _, err := KeyMaterial(s.Key)
+	if err != nil {
+		r.fail("signature: logged key: %v", err)
+		return
+	}
+	var v signature.Verifier
+	if _, ok := pub.(ed25519.PublicKey); ok {
+		if b.DigestAlg != crypto.SHA512 {
+			r.fail("signature: an Ed25519 hashedrekord signs a SHA-512 digest (Ed25519ph), this one is %s", digestName(b.DigestAlg))
+			return
+		}
+		v, err = signature.LoadVerifierWithOpts(pub, options.WithED25519ph())
+	} else {
+		v, err = signature.LoadVerifier(pub, b.DigestAlg)
+	}
+	if err == nil {
+		err = v.VerifySignature(bytes.NewReader(s.Sig), nil, options.WithDigest(b.Digest), options.WithCryptoSignerOpts(b.DigestAlg))
+	}
+	if err != nil {
+		r.fail("signature: does not verify over the logged digest: %v", err)
+	}
+}
+
+// checkIntoto verifies an intoto 0.0.1 or 0.0.2 entry as Rekor v1.5.4
+// accepted it: the envelope carried with the evidence must hash to the
+// logged envelope digest, its payload to the logged payload digest (if
+// logged), and each logged key must verify an envelope signature over PAE
+// (0.0.2: the logged signature itself).
+func (r *Result) checkIntoto(e *Entry, b *Body) {
+	if e.Envelope == nil || e.EnvelopeRaw == nil {
+		r.fail("signature: an intoto entry needs its DSSE envelope as logged (a cosign attest-blob bundle carries it)")
+		return
+	}
+	if d := sha256.Sum256(e.EnvelopeRaw); !bytes.Equal(d[:], b.EnvelopeDigest) {
+		r.fail("signature: the envelope hashes to %x, the log recorded %x (an altered envelope)", d, b.EnvelopeDigest)
+		return
+	}
+	if err := verifyEnvelope(e.Envelope, b.Sigs, nil, b.Digest); err != nil {
+		r.fail("signature: %v", err)
 	}
 }
 

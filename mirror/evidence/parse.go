@@ -48,6 +48,10 @@ type Entry struct {
 	Proof *Inclusion
 	// Envelope is a DSSE envelope carried with the entry (nil if none).
 	Envelope *Envelope
+	// EnvelopeRaw is the envelope's bytes as submitted to the log, when
+	// the evidence carries them (cosign legacy attest-blob bundles, whose
+	// base64Signature is the envelope): intoto entries record their hash.
+	EnvelopeRaw []byte
 	// Signature and Digest are a message signature carried beside the
 	// body (sigstore message signature, cosign bundle).
 	Signature []byte
@@ -202,6 +206,14 @@ func parseCosign(data []byte) (*Entry, error) {
 	}
 	if e.Signature, err = base64.StdEncoding.DecodeString(b.Base64Signature); err != nil {
 		return nil, errors.New("cosign bundle: base64Signature is not base64")
+	}
+	// attest-blob puts the DSSE envelope, as logged, in base64Signature.
+	var env Envelope
+	if bytes.HasPrefix(bytes.TrimSpace(e.Signature), []byte("{")) {
+		if err := json.Unmarshal(e.Signature, &env); err != nil || env.PayloadType == "" {
+			return nil, errors.New("cosign bundle: base64Signature holds JSON that is not a DSSE envelope")
+		}
+		e.Envelope, e.EnvelopeRaw, e.Signature = &env, e.Signature, nil
 	}
 	if b.Cert != "" {
 		if c, err := base64.StdEncoding.DecodeString(b.Cert); err == nil {
