@@ -103,6 +103,9 @@ func TestBundlesRekorV1(t *testing.T) {
 		if !res.Checks.Signature || !res.Checks.Inclusion || !res.Checks.SET || len(res.Signer.Keys) != 1 {
 			t.Fatalf("%s: checks %+v", b, res)
 		}
+		if strings.HasSuffix(b, ".sigstore.json") {
+			sigstoreGoAccepts(t, r, b, filepath.Join(dir, "cosign.pub"))
+		}
 	}
 	human := mustRun(t, "verify", "--kit", kitFile, "--bundle", filepath.Join(dir, "legacy.bundle"))
 	if !strings.Contains(human, "VERIFIED: 1 bundle") || !strings.Contains(human, "signer SHA256:") {

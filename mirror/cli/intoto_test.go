@@ -2,10 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"os"
@@ -14,6 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/options"
+
+	"github.com/stellaops/tlog/mirror/evidence"
 	"github.com/stellaops/tlog/mirror/export"
 )
 
@@ -83,6 +94,11 @@ func TestBundlesIntotoEd25519(t *testing.T) {
 		}
 	}
 
+	sigstoreGoAccepts(t, r, filepath.Join(dir, "ed.sigstore.json"), filepath.Join(dir, "ed.pub"))
+	if sigstoreGoVerify(t, r, filepath.Join(dir, "ed.sigstore.json"), filepath.Join(dir, "cosign.pub")) == nil {
+		t.Error("sigstore-go accepts the Ed25519 bundle with another signer key: the cross-check proves nothing")
+	}
+
 	// The legacy attest-blob bundle: base64Signature is the envelope.
 	var att map[string]any
 	data, _ := os.ReadFile(filepath.Join(dir, "att.bundle"))
@@ -147,6 +163,63 @@ func TestBundlesIntotoEd25519(t *testing.T) {
 			t.Errorf("%s: exit %d, want failure %q:\n%s", c.name, code, c.want, out)
 		}
 	}
+}
+
+// sigstoreGoAccepts checks with sigstore-go v1.3.0's verifier that the
+// tlog part of a sigstore bundle the mirror accepted (SET, inclusion proof
+// and checkpoint, the entry matching the bundle's signature content)
+// verifies under a trusted root made from the log's key, with the signer's
+// key (PEM file) as the bundle's public key.
+func sigstoreGoAccepts(t *testing.T, r *rekorLog, file, signerPub string) {
+	t.Helper()
+	if err := sigstoreGoVerify(t, r, file, signerPub); err != nil {
+		t.Errorf("sigstore-go rejects %s, which the mirror accepts: %v", filepath.Base(file), err)
+	}
+}
+
+func sigstoreGoVerify(t *testing.T, r *rekorLog, file, signerPub string) error {
+	t.Helper()
+	pemBytes, err := os.ReadFile(r.ls.PublicKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(pemBytes)
+	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sha256.Sum256(blk.Bytes)
+	tl := &root.TransparencyLog{BaseURL: r.ls.URL, ID: id[:], ValidityPeriodStart: time.Now().Add(-24 * time.Hour),
+		HashFunc: crypto.SHA256, PublicKey: pub, SignatureHashFunc: crypto.SHA256}
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, nil, nil, nil, map[string]*root.TransparencyLog{hex.EncodeToString(id[:]): tl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(signerPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spub, _, err := evidence.KeyMaterial(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []signature.LoadOption
+	if _, ok := spub.(ed25519.PublicKey); ok {
+		opts = append(opts, options.WithED25519ph())
+	}
+	sv, err := signature.LoadVerifierWithOpts(spub, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
+		return root.NewExpiringKey(sv, time.Time{}, time.Time{}), nil
+	})
+	b, err := bundle.LoadJSONFromPath(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = verify.VerifyTlogEntry(b, root.TrustedMaterialCollection{tr, keys}, 1, true)
+	return err
 }
 
 func mustEnvelope(t *testing.T, raw []byte) map[string]any {
