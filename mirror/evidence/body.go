@@ -20,8 +20,8 @@ type Body struct {
 	// Digest is the signed artifact digest (hashedrekord) or payload
 	// digest (dsse, intoto), of algorithm DigestAlg.
 	Digest []byte
-	// DigestAlg is SHA-256, or SHA-384/SHA-512 for hashedrekord 0.0.1
-	// (Ed25519 keys sign a SHA-512 digest, Ed25519ph).
+	// DigestAlg is SHA-256, or SHA-384/SHA-512 for hashedrekord (Ed25519
+	// keys sign a SHA-512 digest, Ed25519ph, in Rekor v1 and v2).
 	DigestAlg crypto.Hash
 	// EnvelopeDigest is, for intoto 0.0.2, the SHA-256 of the DSSE envelope
 	// exactly as it was submitted to the log.
@@ -81,8 +81,10 @@ func ParseBody(b []byte) (*Body, error) {
 		}
 		if err = json.Unmarshal(top.Spec, &s); err == nil {
 			h := s.HashedRekordV002
-			if h.Data.Algorithm != "SHA2_256" {
-				err = fmt.Errorf("digest algorithm %q, want SHA2_256", h.Data.Algorithm)
+			var ok bool
+			body.DigestAlg, ok = map[string]crypto.Hash{"SHA2_256": crypto.SHA256, "SHA2_384": crypto.SHA384, "SHA2_512": crypto.SHA512}[h.Data.Algorithm]
+			if !ok || len(h.Data.Digest) != body.DigestAlg.Size() {
+				err = fmt.Errorf("digest algorithm %q with a %d-byte digest, want SHA2_256, SHA2_384 or SHA2_512", h.Data.Algorithm, len(h.Data.Digest))
 			}
 			body.Digest = h.Data.Digest
 			body.Sigs = []BodySig{{h.Signature.Content, h.Signature.Verifier.der()}}

@@ -160,6 +160,22 @@ func TestEd25519HashedRekord(t *testing.T) {
 	data["algorithm"], data["value"] = "sha256", strings.Repeat("ab", 32)
 	sha256Body, _ := json.Marshal(m)
 	want(t, "sha256 digest", check(sha256Body, Options{}), "an Ed25519 hashedrekord signs a SHA-512 digest")
+
+	// Rekor v2 (rekor-tiles v2.3.0 verifies Ed25519 as Ed25519ph too).
+	spki, _ := x509.MarshalPKIXPublicKey(pub)
+	v2 := func(sig []byte, alg string) []byte {
+		b, _ := json.Marshal(map[string]any{"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": map[string]any{"hashedRekordV002": map[string]any{
+			"data":      map[string]any{"algorithm": alg, "digest": d[:]},
+			"signature": map[string]any{"content": sig, "verifier": map[string]any{"publicKey": map[string]any{"rawBytes": spki}, "keyDetails": "PKIX_ED25519_PH"}}}}})
+		return b
+	}
+	if f := check(v2(sig, "SHA2_512"), Options{Artifact: artifact}); len(f) != 0 {
+		t.Fatalf("ed25519ph hashedrekord 0.0.2: %v", f)
+	}
+	want(t, "v2 pure ed25519", check(v2(ed25519.Sign(priv, d[:]), "SHA2_512"), Options{}), "does not verify over the logged digest")
+	if _, err := ParseBody(v2(sig, "SHA2_256")); err == nil {
+		t.Error("a 64-byte digest named SHA2_256 parses")
+	}
 }
 
 func want(t *testing.T, name string, failures []string, reason string) {
