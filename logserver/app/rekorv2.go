@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -10,8 +11,12 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stellaops/tlog/internal/notekey"
 
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/rekorv2"
@@ -28,7 +33,10 @@ const v2Role = "rekor-v2"
 
 // rekorV2 is the running Rekor v2 log: its tree, write path and feeder.
 type rekorV2 struct {
-	pub        crypto.PublicKey // the note key
+	pub crypto.PublicKey // the note key
+	// versions are, for a key in the signer, all its Ed25519 versions
+	// (pending, active, expired) with their windows; nil for a key file.
+	versions   []keyVersion
 	backend    sequence.Backend
 	lease      *store.Lease
 	seq        *sequence.Log
@@ -54,6 +62,9 @@ func (a *App) startRekorV2(ctx context.Context, cfg *config.Config, dsn string, 
 		if key, err = rekorv2.OpenSignerKey(ctx, sc, c.Signer.Key, c.Origin(), c.Signer.Timeout); err != nil {
 			return fmt.Errorf("rekor_v2.signer: %w", err)
 		}
+		if v.versions, err = signerVersions(ctx, sc, c.Signer.Key); err != nil {
+			return fmt.Errorf("rekor_v2.signer: %w", err)
+		}
 	} else {
 		k, err := witnessing.LoadOrCreateKey(c.KeyFile, c.CreateKey)
 		if err != nil {
@@ -63,6 +74,10 @@ func (a *App) startRekorV2(ctx context.Context, cfg *config.Config, dsn string, 
 	}
 	v.pub = key.Public()
 	pers, err := rekorv2.NewPersonality(c.Origin(), key)
+	if err != nil {
+		return fmt.Errorf("rekor_v2: %w", err)
+	}
+	notary, err := newRotatedNotary(pers, c.Origin(), v.versions)
 	if err != nil {
 		return fmt.Errorf("rekor_v2: %w", err)
 	}
@@ -113,7 +128,7 @@ func (a *App) startRekorV2(ctx context.Context, cfg *config.Config, dsn string, 
 		lease = v.lease
 	}
 	labelled := prometheus.WrapRegistererWithPrefix("rekorv2_", reg)
-	v.seq, err = sequence.Open(ctx, v.backend, sequence.MySQLStore(st), pers, sequence.Options{
+	v.seq, err = sequence.Open(ctx, v.backend, sequence.MySQLStore(st), notary, sequence.Options{
 		OnHead: func(h *sequence.Head) {
 			if f := v.feeder.Load(); f != nil {
 				f.Update(witnessing.Head{Size: h.Size, Root: h.Root})
@@ -212,4 +227,86 @@ func v2MaxEntry(c int) int {
 		return c
 	}
 	return store.MaxBundleEntry
+}
+
+// keyVersion is one version of the v2 log's key in the signer.
+type keyVersion struct {
+	version             int
+	pub                 ed25519.PublicKey
+	notBefore, notAfter time.Time // zero: unbounded
+}
+
+// signerVersions returns every Ed25519 version of key the signer lists,
+// whatever its state, with its window.
+func signerVersions(ctx context.Context, sc *signerclient.Client, key string) ([]keyVersion, error) {
+	ks, err := sc.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []keyVersion
+	for _, k := range ks.Keys {
+		if k.Name != key {
+			continue
+		}
+		for _, v := range k.Versions {
+			if v.Algorithm != "ed25519" {
+				continue
+			}
+			block, _ := pem.Decode([]byte(v.PublicKey))
+			if block == nil {
+				return nil, fmt.Errorf("signer key %q version %d: no PEM public key", key, v.Version)
+			}
+			p, err := x509.ParsePKIXPublicKey(block.Bytes)
+			pub, ok := p.(ed25519.PublicKey)
+			if err != nil || !ok {
+				return nil, fmt.Errorf("signer key %q version %d: not an Ed25519 public key (%v)", key, v.Version, err)
+			}
+			kv := keyVersion{version: v.Version, pub: pub}
+			if v.NotBefore != nil {
+				kv.notBefore = *v.NotBefore
+			}
+			if v.NotAfter != nil {
+				kv.notAfter = *v.NotAfter
+			}
+			out = append(out, kv)
+		}
+	}
+	return out, nil
+}
+
+// rotatedNotary is the v2 personality, which also accepts at start-up a
+// stored checkpoint signed by another version of the log's key in the
+// signer: the log's last checkpoint before a rotation. The published-head
+// records are per key, so the new key's history starts at that head.
+type rotatedNotary struct {
+	*rekorv2.Personality
+	others note.Verifiers
+}
+
+func newRotatedNotary(p *rekorv2.Personality, origin string, versions []keyVersion) (sequence.Notary, error) {
+	if len(versions) == 0 {
+		return p, nil
+	}
+	var vs []note.Verifier
+	for _, v := range versions {
+		vk := notekey.VKey(origin, notekey.KeyID(origin, 0x01, v.pub), 0x01, v.pub)
+		nv, err := note.NewVerifier(vk)
+		if err != nil {
+			return nil, fmt.Errorf("signer key version %d: %w", v.version, err)
+		}
+		vs = append(vs, nv)
+	}
+	return rotatedNotary{Personality: p, others: note.VerifierList(vs...)}, nil
+}
+
+// CheckNote implements sequence.Notary.
+func (n rotatedNotary) CheckNote(b []byte) error {
+	err := n.Personality.CheckNote(b)
+	if err == nil {
+		return nil
+	}
+	if _, e := note.Open(b, n.others); e == nil {
+		return nil
+	}
+	return err
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -27,13 +27,15 @@ func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Stor
 		return fmt.Errorf("trust: %w", err)
 	}
 	logs := []trust.Log{{BaseURL: tc.URL, APIVersion: 1, PublicKey: a.signer.Public(), Start: start}}
+	signing := map[string]any{"rekor-v1.pub.pem": a.signer.Public()}
 	if a.v2 != nil {
 		v2start, err := st.TreeCreated(ctx, a.v2.seq.Head().TreeID)
 		if err != nil {
 			return fmt.Errorf("trust: %w", err)
 		}
 		// The v2 log is listed first: clients pick the highest API version.
-		logs = append([]trust.Log{{BaseURL: cfg.RekorV2.URL, APIVersion: 2, PublicKey: a.v2.pub, Start: v2start}}, logs...)
+		logs = append(v2Logs(cfg.RekorV2.URL, a.v2, v2start), logs...)
+		signing["rekor-v2.pub.pem"] = a.v2.pub
 	}
 	tr, err := trust.TrustedRoot(logs)
 	if err != nil {
@@ -44,12 +46,12 @@ func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Stor
 		return err
 	}
 	files := map[string][]byte{"trusted_root.json": tr, "signing_config.json": sc}
-	for _, l := range logs {
-		der, err := x509.MarshalPKIXPublicKey(l.PublicKey)
+	for name, pub := range signing {
+		der, err := x509.MarshalPKIXPublicKey(pub)
 		if err != nil {
 			return err
 		}
-		files["rekor-v"+strconv.Itoa(int(l.APIVersion))+".pub.pem"] = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+		files[name] = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	}
 	for name, data := range files {
 		if tc.Dir != "" {
@@ -72,4 +74,28 @@ func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Stor
 		return a.startTUF(ctx, tc, tr, sc, reg, mux)
 	}
 	return nil
+}
+
+// v2Logs lists the v2 log under each of its keys: the key it signs with, or,
+// for a key in the signer, every Ed25519 version of it with the signer's
+// window (so a version that starts signing later is trusted before it
+// does, and a retired one keeps its old bundles verifiable). No version is
+// valid before the tree was created; a version that expired before then
+// never signed this log and is left out.
+func v2Logs(url string, v *rekorV2, created time.Time) []trust.Log {
+	if v.versions == nil {
+		return []trust.Log{{BaseURL: url, APIVersion: 2, PublicKey: v.pub, Start: created}}
+	}
+	var logs []trust.Log
+	for _, kv := range v.versions {
+		if !kv.notAfter.IsZero() && !kv.notAfter.After(created) {
+			continue
+		}
+		start := kv.notBefore
+		if start.Before(created) {
+			start = created
+		}
+		logs = append(logs, trust.Log{BaseURL: url, APIVersion: 2, PublicKey: kv.pub, Start: start, End: kv.notAfter})
+	}
+	return logs
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"time"
 
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
@@ -35,7 +36,11 @@ const (
 	SigningConfigMediaType = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
 )
 
-// Log is one transparency log of the appliance.
+// Log is one transparency log of the appliance, under one key. A log whose
+// key was rotated is several Logs with the same BaseURL and APIVersion, one
+// per key version, each with its own validity: the trusted root lists each
+// (old bundles verify under the old key, and a key that starts signing in
+// the future is known before it does), the signing config the log once.
 type Log struct {
 	// BaseURL is the URL clients write to (without /api/vN).
 	BaseURL string
@@ -131,7 +136,7 @@ func TrustedRoot(logs []Log) ([]byte, error) {
 }
 
 // SigningConfig returns signing_config.json (v0.2) listing logs for
-// writing, any one of them (clients pick the highest API version they
+// writing (each log once, whatever its number of key versions), any one of them (clients pick the highest API version they
 // speak), operated by operator.
 func SigningConfig(logs []Log, operator string) ([]byte, error) {
 	if len(logs) == 0 {
@@ -142,13 +147,30 @@ func SigningConfig(logs []Log, operator string) ([]byte, error) {
 		RekorTlogConfig: &prototrustroot.ServiceConfiguration{Selector: prototrustroot.ServiceSelector_ANY},
 		TsaConfig:       &prototrustroot.ServiceConfiguration{Selector: prototrustroot.ServiceSelector_ANY},
 	}
+	byURL := map[string]*prototrustroot.Service{}
 	for _, l := range logs {
 		if l.APIVersion != 1 && l.APIVersion != 2 {
 			return nil, fmt.Errorf("trust: log %s: API version %d", l.BaseURL, l.APIVersion)
 		}
-		sc.RekorTlogUrls = append(sc.RekorTlogUrls, &prototrustroot.Service{
+		key := strconv.Itoa(int(l.APIVersion)) + " " + l.BaseURL
+		if s := byURL[key]; s != nil {
+			// Another key version of the same log: the service is valid
+			// from its first key's start to its last key's end.
+			if r := timeRange(l.Start, l.End); r.Start.AsTime().Before(s.ValidFor.Start.AsTime()) {
+				s.ValidFor.Start = r.Start
+			}
+			if l.End.IsZero() {
+				s.ValidFor.End = nil
+			} else if s.ValidFor.End != nil && l.End.After(s.ValidFor.End.AsTime()) {
+				s.ValidFor.End = timestamppb.New(l.End.UTC().Truncate(time.Second))
+			}
+			continue
+		}
+		s := &prototrustroot.Service{
 			Url: l.BaseURL, MajorApiVersion: l.APIVersion, ValidFor: timeRange(l.Start, l.End), Operator: operator,
-		})
+		}
+		byURL[key] = s
+		sc.RekorTlogUrls = append(sc.RekorTlogUrls, s)
 	}
 	return marshal.Marshal(sc)
 }
