@@ -85,7 +85,9 @@ type RekorV2 struct {
 	URL string `yaml:"url"`
 	// Signer names the log's Ed25519 note key in the signer service
 	// (purpose checkpoint, note name = the origin), which signs every
-	// checkpoint. The token needs scope sign:checkpoint.
+	// checkpoint. The token needs scope sign:checkpoint. Its newest active
+	// version signs (chosen at start); the trusted root lists all its
+	// versions with their windows (key rotation: see README).
 	Signer *SignerKey `yaml:"signer"`
 	// KeyFile is the log's Ed25519 note key (PEM PKCS#8), instead of Signer.
 	KeyFile string `yaml:"key_file"`
