@@ -3,6 +3,8 @@ package trust_test
 import (
 	"bytes"
 	"crypto"
+	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,6 +23,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/trust"
 	"github.com/stellaops/tlog/testing/stack"
 )
 
@@ -220,5 +223,55 @@ func TestCosignV2DSSE(t *testing.T) {
 		"--trusted-root", tr, "--bundle", "a.bundle", "f")
 	if !strings.Contains(out, "Verified OK") {
 		t.Fatalf("verify-blob-attestation: %s", out)
+	}
+}
+
+// Two key versions of one log: two tlog entries with their own log IDs and
+// windows in the trusted root, one service spanning both in the signing
+// config.
+func TestKeyVersionsOfOneLog(t *testing.T) {
+	created := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	rotate := created.Add(30 * 24 * time.Hour)
+	k1, _, _ := ed25519.GenerateKey(nil)
+	k2, _, _ := ed25519.GenerateKey(nil)
+	logs := []trust.Log{
+		{BaseURL: "https://log.example", APIVersion: 2, PublicKey: k1, Start: created, End: rotate.Add(time.Hour)},
+		{BaseURL: "https://log.example", APIVersion: 2, PublicKey: k2, Start: rotate},
+	}
+	trJSON, err := trust.TrustedRoot(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := root.NewTrustedRootFromJSON(trJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := tr.RekorLogs()
+	if len(rl) != 2 {
+		t.Fatalf("%d logs in the trusted root", len(rl))
+	}
+	for i, l := range logs {
+		id, _ := l.LogID()
+		got := rl[hex.EncodeToString(id)]
+		if got == nil || got.BaseURL != l.BaseURL || !got.ValidityPeriodStart.Equal(l.Start) || !got.ValidityPeriodEnd.Equal(l.End) {
+			t.Fatalf("version %d: %+v", i+1, got)
+		}
+	}
+	scJSON, err := trust.SigningConfig(logs, "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := root.NewSigningConfigFromJSON(scJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := sc.RekorLogURLs(); len(s) != 1 || !s[0].ValidityPeriodStart.Equal(created) || !s[0].ValidityPeriodEnd.IsZero() {
+		t.Fatalf("signing config: %+v", s)
+	}
+	logs[1].End = rotate.Add(90 * 24 * time.Hour)
+	scJSON, _ = trust.SigningConfig(logs, "op")
+	sc, _ = root.NewSigningConfigFromJSON(scJSON)
+	if s := sc.RekorLogURLs(); len(s) != 1 || !s[0].ValidityPeriodEnd.Equal(logs[1].End) {
+		t.Fatalf("signing config, both versions ending: %+v", s)
 	}
 }
