@@ -77,10 +77,11 @@ func TestRowsPerInsertGrow(t *testing.T) {
 	if got := run(1, 20); got != 1 {
 		t.Errorf("one writer: %.1f rows per INSERT, want 1 (no waiting for company)", got)
 	}
-	// With 8 committers each taking what is queued, 16 writers got 1–2
-	// rows per INSERT; group commit gives about 8.
-	if got := run(16, 40); got < 4 {
-		t.Errorf("16 writers: %.1f rows per INSERT, want at least 4", got)
+	// With 8 committers each taking what is queued, 16 writers got 1.4–1.6
+	// rows per INSERT; group commit gives about 7 on a quiet machine and
+	// 3.7 was seen with the machine saturated: 2.5 separates the two.
+	if got := run(16, 40); got < 2.5 {
+		t.Errorf("16 writers: %.1f rows per INSERT, want at least 2.5", got)
 	}
 }
 
