@@ -1,8 +1,7 @@
 // Package bootstrap makes the appliance's state on its first start and
 // checks it on every later one: the first-start procedure of the compose
 // project's `bootstrap` service (deployment/cmd/bootstrap). `make run`
-// (deployment/localrun) does not use it yet: it also runs the Rekor v2 log,
-// which this package does not configure yet.
+// (deployment/localrun) does not use it yet.
 //
 // [Run] is idempotent: whatever exists is kept (secrets, the SoftHSM2 token
 // and its keys, the log's note key, database accounts and schema), whatever
@@ -20,22 +19,31 @@
 //     (never drop) its tables, because it applies its migrations at start-up;
 //     "signer_audit" may only INSERT and SELECT signer.signer_audit;
 //   - the signer's SoftHSM2 token "stella" and, inside it, the log key
-//     (ECDSA P-256, label log-rekor) and the witness key (Ed25519, label
-//     witness-ed25519), generated in the token, never extractable;
-//   - the log's Ed25519 note key for its C2SP checkpoint;
+//     (ECDSA P-256, label log-rekor), the witness key (Ed25519, label
+//     witness-ed25519) and the Rekor v2 log's note key (Ed25519, label
+//     rekor-v2-ed25519, signer key rekor-v2 with purpose checkpoint and
+//     note name = the v2 origin), generated in the token, never extractable;
+//   - the v1 log's Ed25519 note key for its C2SP checkpoint;
 //   - the three configurations, marshalled from the services' own Config
-//     structs and loaded back with their own loaders before anything starts;
-//   - the witness registered with the log (the witness trusts the log's
-//     vkey, the log's tlog-policy names the witness), and the trust
+//     structs and loaded back with their own loaders before anything starts:
+//     the logserver runs the v1 log, the Rekor v2 log (rekor_v2, tiled under
+//     /api/v2/) and writes the client trust files (trust) into TrustDir at
+//     every start;
+//   - the witness registered with both logs (the witness trusts each log's
+//     vkey, each log's tlog-policy names the witness), and the trust
 //     directory operators hand to clients.
 //
 // Layout, one directory per service (a volume each under compose):
 //
 //	<signer>/    signer.yaml softhsm2.conf tokens/ secrets/{hsm-pin,hsm-so-pin}
-//	<logserver>/ logserver.yaml witness-policy log-key.pub.pem keys/log-note.pem
-//	             state/ (highest published heads) secrets/{rekor-dsn,signer-token}
+//	<logserver>/ logserver.yaml witness-policy witness-policy-v2 log-key.pub.pem
+//	             keys/log-note.pem state/ (highest published heads)
+//	             secrets/{rekor-dsn,signer-token}
 //	<witness>/   witness.yaml witness.db secrets/signer-token
 //	<trust>/     log-key.pub.pem log-note.vkey witness.vkey witness-policy
+//	             rekor-v2.vkey witness-policy-v2 (by the bootstrap);
+//	             trusted_root.json signing_config.json rekor-v*.pub.pem
+//	             (by the logserver at every start)
 package bootstrap
 
 import (
@@ -77,6 +85,8 @@ const (
 	WitnessKeyLabel = "witness-ed25519"
 	LogKeyName      = "log-rekor" // the signer's name of the log key
 	WitnessKeyName  = "witness"   // the signer's name of the witness key
+	V2KeyLabel      = "rekor-v2-ed25519"
+	V2KeyName       = "rekor-v2" // the signer's name of the Rekor v2 log's note key
 
 	LogDatabase   = "rekor"
 	LogAccount    = "logserver"
@@ -107,6 +117,13 @@ type Plan struct {
 	Origin string
 	// WitnessName is the witness's cosigner name.
 	WitnessName string
+	// LogURL is the v1 log's base URL as clients reach it (trust.url: the
+	// trusted root's and the signing config's v1 URL).
+	LogURL string
+	// V2URL is the Rekor v2 log's base URL as clients reach it
+	// (rekor_v2.url). Its host name is the v2 log's checkpoint origin and
+	// note key name: choose once, never change (see logserver/config).
+	V2URL string
 
 	// Listen addresses of the services, and how they reach one another.
 	LogserverListen, LogserverDebugListen, SignerListen, WitnessListen string
@@ -138,6 +155,8 @@ type Result struct {
 	LogPublicKeyFile                             string // PEM of the log key, in TrustDir
 	LogNoteVKey                                  string // the C2SP checkpoint's verifier key
 	WitnessVKey                                  string // the witness's cosignature/v1 verifier key
+	V2Origin                                     string // the Rekor v2 log's checkpoint origin
+	V2NoteVKey                                   string // the Rekor v2 log's note verifier key
 }
 
 // Run brings the state described by p to completion (see the package
@@ -191,9 +210,16 @@ func (p *Plan) check() error {
 		"WitnessDir": p.WitnessDir, "TrustDir": p.TrustDir, "AdminDSN": p.AdminDSN, "DBAddr": p.DBAddr,
 		"AccountHost": p.AccountHost, "Hostname": p.Hostname, "Origin": p.Origin, "WitnessName": p.WitnessName,
 		"LogserverListen": p.LogserverListen, "SignerListen": p.SignerListen, "WitnessListen": p.WitnessListen,
-		"SignerURL": p.SignerURL, "WitnessURL": p.WitnessURL} {
+		"SignerURL": p.SignerURL, "WitnessURL": p.WitnessURL, "LogURL": p.LogURL, "V2URL": p.V2URL} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("bootstrap: %s is required", name))
+		}
+	}
+	if p.V2URL != "" {
+		if o := (&lsconfig.RekorV2{URL: p.V2URL}).Origin(); o == "" {
+			errs = append(errs, fmt.Errorf("bootstrap: V2URL %q has no host name", p.V2URL))
+		} else if o == p.Origin {
+			errs = append(errs, fmt.Errorf("bootstrap: the v2 log's origin %q (the host of V2URL) is the v1 log's Origin", o))
 		}
 	}
 	if strings.ContainsAny(p.AccountHost, "'\\`") {
@@ -500,7 +526,15 @@ func (b *run) token(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.r.WitnessVKey, err = note.CosignerVerifierKey(p.WitnessName, witKey.Public())
+	if b.r.WitnessVKey, err = note.CosignerVerifierKey(p.WitnessName, witKey.Public()); err != nil {
+		return err
+	}
+	v2Key, err := key(V2KeyLabel, pkcs11.Ed25519)
+	if err != nil {
+		return err
+	}
+	b.r.V2Origin = (&lsconfig.RekorV2{URL: p.V2URL}).Origin()
+	b.r.V2NoteVKey, err = note.VerifierKey(b.r.V2Origin, v2Key.Public())
 	return err
 }
 
@@ -523,10 +557,10 @@ func (b *run) noteKey(context.Context) error {
 	return nil
 }
 
-// policy is the log's c2sp.org/tlog-policy: this log, its one witness, and
-// a quorum of that witness.
-func (b *run) policy() []byte {
-	return fmt.Appendf(nil, "log %s\nwitness w1 %s %s\nquorum w1\n", b.noteVKey, b.r.WitnessVKey, b.p.WitnessURL)
+// policy is a log's c2sp.org/tlog-policy: the log with verifier key vkey,
+// its one witness, and a quorum of that witness.
+func (b *run) policy(vkey string) []byte {
+	return fmt.Appendf(nil, "log %s\nwitness w1 %s %s\nquorum w1\n", vkey, b.r.WitnessVKey, b.p.WitnessURL)
 }
 
 func (b *run) configs(context.Context) error {
@@ -547,10 +581,12 @@ func (b *run) configs(context.Context) error {
 			{Name: LogKeyName, Purposes: []string{server.PurposeDigests}, Versions: []server.KeyVersionConfig{{Version: 1, Label: LogKeyLabel}}},
 			{Name: WitnessKeyName, Purposes: []string{server.PurposeCosignature}, NoteName: p.WitnessName,
 				Versions: []server.KeyVersionConfig{{Version: 1, Label: WitnessKeyLabel}}},
+			{Name: V2KeyName, Purposes: []string{server.PurposeCheckpoint}, NoteName: b.r.V2Origin,
+				Versions: []server.KeyVersionConfig{{Version: 1, Label: V2KeyLabel}}},
 		},
 		Tenants: []server.TenantConfig{
-			{Name: "logserver", Tokens: []server.TokenConfig{{ID: "logserver", SHA256: tokenHash(b.logserverToken), Scopes: []string{server.ScopeDigests}}},
-				Keys: []string{LogKeyName}, Quota: server.QuotaConfig{RPS: 2000, Burst: 4000, Concurrency: 16, MaxPayloadBytes: 8 << 20}},
+			{Name: "logserver", Tokens: []server.TokenConfig{{ID: "logserver", SHA256: tokenHash(b.logserverToken), Scopes: []string{server.ScopeDigests, server.ScopeCheckpoint}}},
+				Keys: []string{LogKeyName, V2KeyName}, Quota: server.QuotaConfig{RPS: 2000, Burst: 4000, Concurrency: 16, MaxPayloadBytes: 8 << 20}},
 			{Name: "witness", Tokens: []server.TokenConfig{{ID: "witness", SHA256: tokenHash(b.witnessToken), Scopes: []string{server.ScopeCosignature}}},
 				Keys: []string{WitnessKeyName}, Quota: server.QuotaConfig{RPS: 500, Burst: 1000, Concurrency: 8}},
 		},
@@ -570,15 +606,22 @@ func (b *run) configs(context.Context) error {
 		return err
 	}
 	policyFile := filepath.Join(p.LogserverDir, "witness-policy")
-	if err := b.write(policyFile, b.policy(), 0o644); err != nil {
+	if err := b.write(policyFile, b.policy(b.noteVKey), 0o644); err != nil {
 		return err
+	}
+	policyV2File := filepath.Join(p.LogserverDir, "witness-policy-v2")
+	if err := b.write(policyV2File, b.policy(b.r.V2NoteVKey), 0o644); err != nil {
+		return err
+	}
+	signerKey := func(key string) *lsconfig.SignerKey {
+		return &lsconfig.SignerKey{URL: p.SignerURL, TokenFile: filepath.Join(p.LogserverDir, "secrets", "signer-token"), Key: key}
 	}
 	lc := lsconfig.Config{
 		Listen: p.LogserverListen, DebugListen: p.LogserverDebugListen, Hostname: p.Hostname,
 		Database: lsconfig.Database{DSNFile: dsnFile},
 		Trillian: lsconfig.Trillian{SchemaFile: p.TrillianSchemaFile},
 		Key: lsconfig.Key{
-			Signer:        &lsconfig.SignerKey{URL: p.SignerURL, TokenFile: filepath.Join(p.LogserverDir, "secrets", "signer-token"), Key: LogKeyName},
+			Signer:        signerKey(LogKeyName),
 			PublicKeyFile: filepath.Join(p.LogserverDir, "log-key.pub.pem"),
 		},
 		// The highest published heads, kept apart from the database: the
@@ -586,6 +629,12 @@ func (b *run) configs(context.Context) error {
 		Sequencer: lsconfig.Sequencer{Interval: 20 * time.Millisecond, StateDir: filepath.Join(p.LogserverDir, "state")},
 		Witnessing: lsconfig.Witnessing{Origin: p.Origin, KeyFile: filepath.Join(p.LogserverDir, "keys", "log-note.pem"),
 			PolicyFile: policyFile, RetryMin: time.Second, RetryMax: 30 * time.Second},
+		// The Rekor v2 log, its note key in the token, witnessed by the same
+		// witness; tiled under the default /api/v2/.
+		RekorV2: &lsconfig.RekorV2{URL: p.V2URL, Signer: signerKey(V2KeyName), PolicyFile: policyV2File},
+		// trusted_root.json, signing_config.json and the logs' PEM keys,
+		// regenerated into the trust directory at every start.
+		Trust:   &lsconfig.Trust{URL: p.LogURL, Dir: p.TrustDir},
 		Logging: lsconfig.Logging{Format: p.LogFormat},
 	}
 	b.r.LogserverConfig = filepath.Join(p.LogserverDir, "logserver.yaml")
@@ -601,7 +650,7 @@ func (b *run) configs(context.Context) error {
 		Signer:    &wconfig.SignerKey{URL: p.SignerURL, TokenFile: filepath.Join(p.WitnessDir, "secrets", "signer-token"), Key: WitnessKeyName},
 		DBFile:    filepath.Join(p.WitnessDir, "witness.db"),
 		Listen:    p.WitnessListen,
-		Logs:      []wconfig.Log{{Origin: p.Origin, VKeys: []string{b.noteVKey}}},
+		Logs:      []wconfig.Log{{Origin: p.Origin, VKeys: []string{b.noteVKey}}, {Origin: b.r.V2Origin, VKeys: []string{b.r.V2NoteVKey}}},
 		LogFormat: p.LogFormat,
 	}
 	b.r.WitnessConfig = filepath.Join(p.WitnessDir, "witness.yaml")
@@ -681,7 +730,9 @@ func (b *run) trust(context.Context) error {
 		{"log-key.pub.pem", b.logPub},
 		{"log-note.vkey", []byte(b.noteVKey + "\n")},
 		{"witness.vkey", []byte(b.r.WitnessVKey + "\n")},
-		{"witness-policy", b.policy()},
+		{"witness-policy", b.policy(b.noteVKey)},
+		{"rekor-v2.vkey", []byte(b.r.V2NoteVKey + "\n")},
+		{"witness-policy-v2", b.policy(b.r.V2NoteVKey)},
 	} {
 		if err := b.write(filepath.Join(p.TrustDir, f.name), f.data, 0o644); err != nil {
 			return err

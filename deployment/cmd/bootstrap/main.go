@@ -37,6 +37,8 @@ func main() {
 	flag.StringVar(&p.Hostname, "hostname", env("STELLA_HOSTNAME", "stella.local"), "the log's hostname in Rekor checkpoints (env STELLA_HOSTNAME)")
 	flag.StringVar(&p.Origin, "origin", os.Getenv("STELLA_ORIGIN"), "the C2SP checkpoint origin (env STELLA_ORIGIN; default <hostname>/log)")
 	flag.StringVar(&p.WitnessName, "witness-name", os.Getenv("STELLA_WITNESS_NAME"), "the witness's name (env STELLA_WITNESS_NAME; default <hostname>/witness)")
+	flag.StringVar(&p.LogURL, "log-url", os.Getenv("STELLA_LOG_URL"), "the v1 log's base URL as clients reach it, in the trust files (env STELLA_LOG_URL; default http://<hostname>:3000)")
+	flag.StringVar(&p.V2URL, "v2-url", os.Getenv("STELLA_V2_URL"), "the Rekor v2 log's base URL as clients reach it; its host name is the v2 checkpoint origin (env STELLA_V2_URL; default the log URL)")
 	flag.StringVar(&p.LogserverListen, "logserver-listen", "0.0.0.0:3000", "")
 	flag.StringVar(&p.SignerListen, "signer-listen", "0.0.0.0:8090", "")
 	flag.StringVar(&p.WitnessListen, "witness-listen", "0.0.0.0:7380", "")
@@ -51,6 +53,12 @@ func main() {
 	}
 	if p.WitnessName == "" {
 		p.WitnessName = p.Hostname + "/witness"
+	}
+	if p.LogURL == "" {
+		p.LogURL = "http://" + p.Hostname + ":3000"
+	}
+	if p.V2URL == "" {
+		p.V2URL = p.LogURL
 	}
 	c := mysql.NewConfig()
 	c.User, c.Net, c.Addr = *adminUser, "unix", *socket
@@ -69,5 +77,5 @@ func main() {
 	if len(res.Changed) == 0 {
 		fmt.Println("bootstrap: nothing to do, the state is complete")
 	}
-	fmt.Printf("log note vkey: %s\nwitness vkey:  %s\n", res.LogNoteVKey, res.WitnessVKey)
+	fmt.Printf("log note vkey: %s\nv2 note vkey:  %s\nwitness vkey:  %s\n", res.LogNoteVKey, res.V2NoteVKey, res.WitnessVKey)
 }
