@@ -56,7 +56,7 @@ base-image:
 docker-bin: deps
 	@mkdir -p $(BIN)/docker
 	$(GO) build $(GOFLAGS_BUILD) -ldflags "-s -w" -o $(BIN)/docker/ ./logserver/cmd/logserver ./witness/cmd/witness \
-		./signer/cmd/signer ./deployment/cmd/bootstrap ./deployment/cmd/healthcheck
+		./signer/cmd/signer ./mirror/cmd/mirror ./deployment/cmd/bootstrap ./deployment/cmd/healthcheck
 	@cp "$$($(GO) list -m -f '{{.Dir}}' github.com/google/trillian)/storage/mysql/schema/storage.sql" $(BIN)/docker/trillian-storage.sql
 	@chmod 0644 $(BIN)/docker/trillian-storage.sql
 

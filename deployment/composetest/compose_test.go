@@ -45,6 +45,7 @@ type project struct {
 	version string // image tag
 
 	logURL, witnessURL, signerURL string
+	mirrorMetricsURL              string
 	trust                         string // copied trust directory
 }
 
@@ -106,6 +107,7 @@ func (p *project) ports() {
 		return "http://" + out
 	}
 	p.logURL, p.witnessURL, p.signerURL = url("logserver", "3000"), url("witness", "7380"), url("signer", "8090")
+	p.mirrorMetricsURL = url("mirror", "9464") + "/metrics"
 }
 
 // images builds the images as `make images` does (the base image made
@@ -131,21 +133,21 @@ func TestCompose(t *testing.T) {
 	p.envFile = filepath.Join(t.TempDir(), "env")
 	// Free loopback ports, fixed for the project's life: a restarted
 	// container keeps its published port only if it is fixed.
-	ports, err := stack.FreePorts(3)
+	ports, err := stack.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The logs' URLs in the trust files are the published ones, so that a
 	// client on this machine signs through signing_config.json.
-	env := fmt.Sprintf("STELLA_LOG_PORT=%d\nSTELLA_WITNESS_PORT=%d\nSTELLA_SIGNER_PORT=%d\nSTELLA_HOSTNAME=stella.e2e\nSTELLA_LOG_URL=http://127.0.0.1:%d\n",
-		ports[0], ports[1], ports[2], ports[0])
+	env := fmt.Sprintf("STELLA_LOG_PORT=%d\nSTELLA_WITNESS_PORT=%d\nSTELLA_SIGNER_PORT=%d\nSTELLA_HOSTNAME=stella.e2e\nSTELLA_LOG_URL=http://127.0.0.1:%d\nSTELLA_MIRROR_METRICS_PORT=%d\n",
+		ports[0], ports[1], ports[2], ports[0], ports[3])
 	if err := os.WriteFile(p.envFile, []byte(env), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
 	images(t, root, p.version)
 	t.Logf("figure: images built in %v", time.Since(t0).Round(time.Second))
-	for _, svc := range []string{"logserver", "signer", "witness", "mariadb"} {
+	for _, svc := range []string{"logserver", "signer", "witness", "mariadb", "mirror"} {
 		size, _ := docker("image", "inspect", "-f", "{{.Size}}", "stella/"+svc+":"+p.version)
 		n, _ := strconv.ParseInt(size, 10, 64)
 		t.Logf("figure: image stella/%s %.1f MB", svc, float64(n)/1e6)
@@ -180,6 +182,7 @@ func TestCompose(t *testing.T) {
 
 	clients(t, p)
 	v2Client(t, p)
+	mirrorKit(t, p)
 	first := logInfo(t, p.logURL)
 	p.witnessed(int64(*first.TreeSize))
 

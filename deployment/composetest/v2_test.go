@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,4 +115,82 @@ func v2Client(t *testing.T, p *project) {
 		last = fmt.Sprintf("%v: %s", err, body)
 	}
 	t.Fatalf("no witnessed v2 checkpoint within a minute: %s", last)
+}
+
+// mirrorKit: the mirror job exports the v2 log at its start (restarted here,
+// now that the log holds a witnessed entry) into its volume, as its metrics
+// show; a kit packed in the container verifies offline: a container of the
+// mirror image with no network, the auditor's own policy from trust/ and the
+// manifest digest `mirror kit` printed.
+func mirrorKit(t *testing.T, p *project) {
+	t.Helper()
+	size := v2Size(t, p)
+	t0 := time.Now()
+	p.must("restart", "mirror")
+	var last string
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		body, err := get(p.mirrorMetricsURL)
+		last = fmt.Sprint(err, string(body))
+		if err == nil && metricValue(string(body), "mirror_export_snapshot_size") >= float64(size) &&
+			metricValue(string(body), "mirror_export_last_success_timestamp_seconds") > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mirror exported no snapshot of size >= %d within 2 minutes:\n%s", size, last)
+		}
+	}
+	t.Logf("figure: mirror restart to a verified v2 snapshot of size %d: %v", size, time.Since(t0).Round(100*time.Millisecond))
+	out := p.must("exec", "-T", "mirror", "mirror", "kit", "--dir", "/var/lib/stella/mirror/v2", "--out", "/var/lib/stella/mirror/kit.tar")
+	m := regexp.MustCompile(`MANIFEST\.sha256 SHA-256 ([0-9a-f]{64})`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("mirror kit:\n%s", out)
+	}
+	img, err := docker("inspect", "-f", "{{.Config.Image}}", p.container("mirror"))
+	if err != nil {
+		t.Fatal(img, err)
+	}
+	out, err = docker("run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL",
+		"-v", p.name+"_mirror-data:/var/lib/stella/mirror:ro", "-v", p.name+"_trust:/var/lib/stella/trust:ro", img,
+		"verify", "--kit", "/var/lib/stella/mirror/kit.tar", "--manifest-sha256", m[1], "--policy", "/var/lib/stella/trust/witness-policy-v2")
+	if err != nil || !strings.Contains(out, "VERIFIED: 1 snapshot") {
+		t.Fatalf("offline mirror verify --kit: %v\n%s", err, out)
+	}
+	// A kit checked against another manifest digest is refused.
+	bad := strings.Repeat("0", 64)
+	if out, err := docker("run", "--rm", "--network", "none", "-v", p.name+"_mirror-data:/var/lib/stella/mirror:ro", img,
+		"verify", "--kit", "/var/lib/stella/mirror/kit.tar", "--manifest-sha256", bad); err == nil {
+		t.Fatalf("verify accepted a wrong manifest digest:\n%s", out)
+	}
+}
+
+// v2Size is the size of the v2 log's checkpoint.
+func v2Size(t *testing.T, p *project) int64 {
+	t.Helper()
+	body, err := get(p.logURL + "/api/v2/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(string(body), "\n", 3)
+	if len(lines) < 3 {
+		t.Fatalf("v2 checkpoint %q", body)
+	}
+	n, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil || n < 1 {
+		t.Fatalf("v2 checkpoint size %q: %v", lines[1], err)
+	}
+	return n
+}
+
+// metricValue is the value of an unlabelled metric in a Prometheus text
+// exposition, or -1.
+func metricValue(exposition, name string) float64 {
+	for _, l := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

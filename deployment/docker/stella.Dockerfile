@@ -1,5 +1,6 @@
 # The Stella service images, one target each: logserver, signer (which also
-# carries the first-start bootstrap and the SoftHSM2 module) and witness.
+# carries the first-start bootstrap and the SoftHSM2 module), witness and
+# mirror (the daily export job and the auditors' tool).
 #
 # The Go binaries are built outside (`make images`: the host's Go 1.26, with
 # -tags batched_queue, into bin/docker/) and copied in, so a build needs no
@@ -12,7 +13,7 @@ FROM ${BASE_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 stella \
  && useradd --system --uid 10001 --gid stella --no-create-home --home-dir /var/lib/stella --shell /usr/sbin/nologin stella \
  && install -d -o stella -g stella -m 0755 /var/lib/stella \
- && install -d -o stella -g stella -m 0700 /var/lib/stella/logserver /var/lib/stella/signer /var/lib/stella/witness /run/mysqld \
+ && install -d -o stella -g stella -m 0700 /var/lib/stella/logserver /var/lib/stella/signer /var/lib/stella/witness /var/lib/stella/mirror /run/mysqld \
  && install -d -o stella -g stella -m 0755 /var/lib/stella/trust
 COPY bin/docker/healthcheck /usr/local/bin/healthcheck
 STOPSIGNAL SIGTERM
@@ -34,6 +35,12 @@ EXPOSE 7380
 HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 CMD ["healthcheck", "http://127.0.0.1:7380/readyz"]
 ENTRYPOINT ["/usr/local/bin/witness"]
 CMD ["serve", "-c", "/var/lib/stella/witness/witness.yaml"]
+
+FROM runtime AS mirror
+COPY bin/docker/mirror /usr/local/bin/mirror
+EXPOSE 9464
+ENTRYPOINT ["/usr/local/bin/mirror"]
+CMD ["-h"]
 
 FROM runtime AS signer
 USER root
