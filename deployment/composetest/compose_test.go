@@ -129,7 +129,9 @@ func TestCompose(t *testing.T) {
 		t.Skipf("compose end-to-end test skipped: no Docker engine answers (`docker info`: %v %s)", err, out)
 	}
 	root := repoRoot(t)
-	p := &project{t: t, root: root, name: fmt.Sprintf("stella-e2e-%d", os.Getpid()), version: "e2e"}
+	// Image tags of this run only: concurrent runs do not swap each
+	// other's images.
+	p := &project{t: t, root: root, name: fmt.Sprintf("stella-e2e-%d", os.Getpid()), version: fmt.Sprintf("e2e-%d", os.Getpid())}
 	p.envFile = filepath.Join(t.TempDir(), "env")
 	// Free loopback ports, fixed for the project's life: a restarted
 	// container keeps its published port only if it is fixed.
@@ -163,6 +165,11 @@ func TestCompose(t *testing.T) {
 			t.Logf("compose logs:\n%s", out)
 		}
 		p.compose("down", "-v", "--remove-orphans", "-t", "60")
+		for _, v := range []string{p.version, strings.TrimSuffix(p.version, "-upgrade")} {
+			for _, svc := range []string{"logserver", "signer", "witness", "mariadb", "mirror"} {
+				docker("image", "rm", "stella/"+svc+":"+v)
+			}
+		}
 	})
 
 	t0 = time.Now()
@@ -206,11 +213,11 @@ func TestCompose(t *testing.T) {
 	sameLog(t, p, before, w.acked)
 
 	// Image upgrade: new images, containers recreated, same state.
-	p.version = "e2e-upgrade"
+	p.version += "-upgrade"
 	images(t, root, p.version)
 	p.must("up", "-d", "--wait")
 	p.ports()
-	if img, _ := docker("inspect", "-f", "{{.Config.Image}}", p.container("logserver")); !strings.HasSuffix(img, ":e2e-upgrade") {
+	if img, _ := docker("inspect", "-f", "{{.Config.Image}}", p.container("logserver")); !strings.HasSuffix(img, ":"+p.version) {
 		t.Fatalf("logserver runs %s after the upgrade", img)
 	}
 	sameLog(t, p, before, w.acked)

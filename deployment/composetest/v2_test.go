@@ -149,7 +149,7 @@ func mirrorKit(t *testing.T, p *project) {
 	if err != nil {
 		t.Fatal(img, err)
 	}
-	out, err = docker("run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL",
+	out, err = docker("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
 		"-v", p.name+"_mirror-data:/var/lib/stella/mirror:ro", "-v", p.name+"_trust:/var/lib/stella/trust:ro", img,
 		"verify", "--kit", "/var/lib/stella/mirror/kit.tar", "--manifest-sha256", m[1], "--policy", "/var/lib/stella/trust/witness-policy-v2")
 	if err != nil || !strings.Contains(out, "VERIFIED: 1 snapshot") {
@@ -157,7 +157,7 @@ func mirrorKit(t *testing.T, p *project) {
 	}
 	// A kit checked against another manifest digest is refused.
 	bad := strings.Repeat("0", 64)
-	if out, err := docker("run", "--rm", "--network", "none", "-v", p.name+"_mirror-data:/var/lib/stella/mirror:ro", img,
+	if out, err := docker("run", "--rm", "--network", "none", "--tmpfs", "/tmp", "-v", p.name+"_mirror-data:/var/lib/stella/mirror:ro", img,
 		"verify", "--kit", "/var/lib/stella/mirror/kit.tar", "--manifest-sha256", bad); err == nil {
 		t.Fatalf("verify accepted a wrong manifest digest:\n%s", out)
 	}
