@@ -1,7 +1,7 @@
 // Package bootstrap makes the appliance's state on its first start and
 // checks it on every later one: the first-start procedure of the compose
-// project's `bootstrap` service (deployment/cmd/bootstrap). `make run`
-// (deployment/localrun) does not use it yet.
+// project's `bootstrap` service (deployment/cmd/bootstrap) and of `make run`
+// (deployment/localrun), with the services on loopback.
 //
 // [Run] is idempotent: whatever exists is kept (secrets, the SoftHSM2 token
 // and its keys, the log's note key, database accounts and schema), whatever
@@ -86,7 +86,9 @@ const (
 	LogKeyName      = "log-rekor" // the signer's name of the log key
 	WitnessKeyName  = "witness"   // the signer's name of the witness key
 	V2KeyLabel      = "rekor-v2-ed25519"
-	V2KeyName       = "rekor-v2" // the signer's name of the Rekor v2 log's note key
+	V2KeyName       = "rekor-v2"   // the signer's name of the Rekor v2 log's note key
+	TUFRootKey      = "tuf-root"   // label and signer name of the TUF repository's root key
+	TUFOnlineKey    = "tuf-online" // label and signer name of its online key
 
 	LogDatabase   = "rekor"
 	LogAccount    = "logserver"
@@ -186,22 +188,6 @@ func Run(ctx context.Context, p Plan) (*Result, error) {
 		}
 	}
 	return b.r, nil
-}
-
-// Databases is Run's database step on its own, for `make run`, which
-// writes its configurations itself: it creates the log's and the audit
-// trail's databases, applies their migrations as the administrator
-// (adminDSN) and brings the two service accounts, LogAccount and
-// AuditAccount at accountHost with the given (hex) passwords, to exactly
-// the least privileges described in the package documentation. It returns
-// what it changed.
-func Databases(ctx context.Context, adminDSN, accountHost, logPass, auditPass string) ([]string, error) {
-	b := &run{p: Plan{AdminDSN: adminDSN, AccountHost: accountHost, DBWait: 2 * time.Minute}, r: &Result{},
-		logDBPass: logPass, auditDBPass: auditPass}
-	if err := b.database(ctx); err != nil {
-		return nil, fmt.Errorf("bootstrap database: %w", err)
-	}
-	return b.r.Changed, nil
 }
 
 func (p *Plan) check() error {
@@ -533,6 +519,11 @@ func (b *run) token(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, l := range []string{TUFRootKey, TUFOnlineKey} {
+		if _, err := key(l, pkcs11.ECDSAP256); err != nil {
+			return err
+		}
+	}
 	b.r.V2Origin = (&lsconfig.RekorV2{URL: p.V2URL}).Origin()
 	b.r.V2NoteVKey, err = note.VerifierKey(b.r.V2Origin, v2Key.Public())
 	return err
@@ -572,7 +563,7 @@ func (b *run) configs(context.Context) error {
 	auditDSN.ParseTime = true
 	sc := server.Config{
 		Listen: p.SignerListen,
-		Token:  &pkcs11.Config{Module: p.PKCS11Module, TokenLabel: TokenLabel, PINFile: filepath.Join(p.SignerDir, "secrets", "hsm-pin"), Sessions: 2},
+		Token:  &pkcs11.Config{Module: p.PKCS11Module, TokenLabel: TokenLabel, PINFile: filepath.Join(p.SignerDir, "secrets", "hsm-pin"), Sessions: 4},
 		// The audit DSN is in the file itself (mode 0600, in the signer's
 		// own directory): the signer reads its database secret from no
 		// other file.
@@ -583,12 +574,16 @@ func (b *run) configs(context.Context) error {
 				Versions: []server.KeyVersionConfig{{Version: 1, Label: WitnessKeyLabel}}},
 			{Name: V2KeyName, Purposes: []string{server.PurposeCheckpoint}, NoteName: b.r.V2Origin,
 				Versions: []server.KeyVersionConfig{{Version: 1, Label: V2KeyLabel}}},
+			{Name: TUFRootKey, Purposes: []string{server.PurposeDigests}, Versions: []server.KeyVersionConfig{{Version: 1, Label: TUFRootKey}}},
+			{Name: TUFOnlineKey, Purposes: []string{server.PurposeDigests}, Versions: []server.KeyVersionConfig{{Version: 1, Label: TUFOnlineKey}}},
 		},
 		Tenants: []server.TenantConfig{
 			{Name: "logserver", Tokens: []server.TokenConfig{{ID: "logserver", SHA256: tokenHash(b.logserverToken), Scopes: []string{server.ScopeDigests, server.ScopeCheckpoint}}},
-				Keys: []string{LogKeyName, V2KeyName}, Quota: server.QuotaConfig{RPS: 2000, Burst: 4000, Concurrency: 16, MaxPayloadBytes: 8 << 20}},
+				Keys: []string{LogKeyName, V2KeyName, TUFRootKey, TUFOnlineKey}, Quota: server.QuotaConfig{RPS: 2000, Burst: 4000, Concurrency: 16, MaxPayloadBytes: 8 << 20}},
 			{Name: "witness", Tokens: []server.TokenConfig{{ID: "witness", SHA256: tokenHash(b.witnessToken), Scopes: []string{server.ScopeCosignature}}},
-				Keys: []string{WitnessKeyName}, Quota: server.QuotaConfig{RPS: 500, Burst: 1000, Concurrency: 8}},
+				// Sized for the witness's cosigning of both logs' checkpoints
+				// (its signer.max_in_flight is 32).
+				Keys: []string{WitnessKeyName}, Quota: server.QuotaConfig{RPS: 3000, Burst: 6000, Concurrency: 32}},
 		},
 	}
 	b.r.SignerConfig = filepath.Join(p.SignerDir, "signer.yaml")
@@ -634,7 +629,11 @@ func (b *run) configs(context.Context) error {
 		RekorV2: &lsconfig.RekorV2{URL: p.V2URL, Signer: signerKey(V2KeyName), PolicyFile: policyV2File},
 		// trusted_root.json, signing_config.json and the logs' PEM keys,
 		// regenerated into the trust directory at every start.
-		Trust:   &lsconfig.Trust{URL: p.LogURL, Dir: p.TrustDir},
+		// and the appliance's TUF repository serving them (root.json into
+		// the trust directory too), its keys in the token.
+		Trust: &lsconfig.Trust{URL: p.LogURL, Dir: p.TrustDir, TUF: &lsconfig.TUF{
+			Dir:     filepath.Join(p.LogserverDir, "tuf"),
+			RootKey: lsconfig.Key{Signer: signerKey(TUFRootKey)}, OnlineKey: lsconfig.Key{Signer: signerKey(TUFOnlineKey)}}},
 		Logging: lsconfig.Logging{Format: p.LogFormat},
 	}
 	b.r.LogserverConfig = filepath.Join(p.LogserverDir, "logserver.yaml")
@@ -646,8 +645,9 @@ func (b *run) configs(context.Context) error {
 	}
 
 	wc := wconfig.Config{
-		Name:      p.WitnessName,
-		Signer:    &wconfig.SignerKey{URL: p.SignerURL, TokenFile: filepath.Join(p.WitnessDir, "secrets", "signer-token"), Key: WitnessKeyName},
+		Name: p.WitnessName,
+		Signer: &wconfig.SignerKey{URL: p.SignerURL, TokenFile: filepath.Join(p.WitnessDir, "secrets", "signer-token"), Key: WitnessKeyName,
+			MaxInFlight: 32},
 		DBFile:    filepath.Join(p.WitnessDir, "witness.db"),
 		Listen:    p.WitnessListen,
 		Logs:      []wconfig.Log{{Origin: p.Origin, VKeys: []string{b.noteVKey}}, {Origin: b.r.V2Origin, VKeys: []string{b.r.V2NoteVKey}}},

@@ -47,7 +47,7 @@ func TestIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"token stella", "key log-rekor", "key witness-ed25519", "key rekor-v2-ed25519", "database rekor",
+	for _, want := range []string{"token stella", "key log-rekor", "key witness-ed25519", "key rekor-v2-ed25519", "key tuf-root", "key tuf-online", "database rekor",
 		"database account 'logserver'@'127.0.0.1'", "database account 'signer_audit'@'127.0.0.1'", "migrations rekor", "migrations signer"} {
 		if !strings.Contains(strings.Join(r1.Changed, "\n"), want) {
 			t.Errorf("first run did not report %q:\n%s", want, strings.Join(r1.Changed, "\n"))
@@ -181,7 +181,9 @@ func checkV2(t *testing.T, r *Result, lc *lsconfig.Config, dir string) {
 		lc.RekorV2.Signer.Key != V2KeyName || lc.RekorV2.Origin() != r.V2Origin || r.V2Origin != "rekor-v2.stella.test" {
 		t.Fatalf("rekor_v2: %+v (origin %q)", lc.RekorV2, r.V2Origin)
 	}
-	if lc.Trust == nil || lc.Trust.URL != "http://stella.test:3000" || lc.Trust.Dir != filepath.Join(dir, "trust") {
+	if lc.Trust == nil || lc.Trust.URL != "http://stella.test:3000" || lc.Trust.Dir != filepath.Join(dir, "trust") ||
+		lc.Trust.TUF == nil || lc.Trust.TUF.RootKey.Signer == nil || lc.Trust.TUF.RootKey.Signer.Key != TUFRootKey ||
+		lc.Trust.TUF.OnlineKey.Signer == nil || lc.Trust.TUF.OnlineKey.Signer.Key != TUFOnlineKey {
 		t.Fatalf("trust: %+v", lc.Trust)
 	}
 	policy, err := os.ReadFile(lc.RekorV2.PolicyFile)

@@ -20,16 +20,16 @@
 //	TUF_URL         the appliance's TUF repository serving those two files
 //	                (its root.json is in TRUST_DIR)
 //
-// State (database, keys, chosen ports) persists in the run directory, so a
-// second run serves the same tree with the same key. Stop with SIGINT or
+// The state is made by deployment/bootstrap, as compose's first start
+// makes it (one directory per service: logserver/, signer/, witness/, and
+// trust/), and persists in the run directory with the database and the
+// chosen ports, so a second run serves the same tree with the same keys. Stop with SIGINT or
 // SIGTERM: services stop in reverse order and env is removed.
 package localrun
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,8 +46,6 @@ import (
 
 	"github.com/stellaops/tlog/deployment/bootstrap"
 	"github.com/stellaops/tlog/deployment/mariadb"
-	"github.com/stellaops/tlog/logserver/witnessing"
-	signerclient "github.com/stellaops/tlog/signer/client"
 )
 
 // Options say where state and binaries live.
@@ -77,11 +75,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	envFile := filepath.Join(dir, "env")
 	_ = os.Remove(envFile) // never advertise services that are not up
+	if err := adoptLegacyLayout(dir); err != nil {
+		return err
+	}
 	p, err := loadPorts(filepath.Join(dir, "ports.json"))
 	if err != nil {
 		return err
 	}
-
+	if err := mariadb.EnsurePackages(ctx, map[string]string{"softhsm2-util": "softhsm2"}); err != nil {
+		return err
+	}
 	db, err := mariadb.Start(ctx, filepath.Join(dir, "mariadb"), mariadb.Options{
 		Port: p.MariaDB, Durable: true, BufferPoolMB: 512})
 	if err != nil {
@@ -89,90 +92,48 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer db.Stop()
 	p.MariaDB = db.Port
-	// One account per service with only what it needs (deployment/bootstrap,
-	// as compose's first start makes them); the administrator is reachable
-	// only over the server's private socket.
-	logPass := secret(filepath.Join(dir, "secrets", "rekor-db-password"))
-	auditPass := secret(filepath.Join(dir, "secrets", "signer-db-password"))
-	if _, err := bootstrap.Databases(ctx, db.AdminDSN(""), "127.0.0.1", logPass, auditPass); err != nil {
+
+	// Everything else is the compose first start's bootstrap, with the
+	// services on loopback: database accounts with least privilege, the
+	// SoftHSM2 token and its keys, the note key, the three configurations,
+	// the witness registered with both logs, and the trust files. The Rekor
+	// v2 log's origin is the host name of its URL (sigstore-go checks it
+	// against the trusted root's baseUrl).
+	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+	logURL := "http://" + addr(p.Logserver)
+	witnessURL, signerURL := "http://"+addr(p.Witness), "http://"+addr(p.Signer)
+	trust := filepath.Join(dir, "trust")
+	res, err := bootstrap.Run(ctx, bootstrap.Plan{
+		LogserverDir: filepath.Join(dir, "logserver"), SignerDir: filepath.Join(dir, "signer"),
+		WitnessDir: filepath.Join(dir, "witness"), TrustDir: trust,
+		AdminDSN: db.AdminDSN(""), DBAddr: addr(db.Port), AccountHost: "127.0.0.1",
+		Hostname: "stella.local", Origin: "stella.local/log", WitnessName: "stella.local/witness",
+		LogURL: logURL, V2URL: logURL,
+		LogserverListen: addr(p.Logserver), LogserverDebugListen: addr(p.Debug),
+		SignerListen: addr(p.Signer), WitnessListen: addr(p.Witness),
+		SignerURL: signerURL, WitnessURL: witnessURL,
+		LogFormat: "text",
+	})
+	if err != nil {
 		return err
 	}
 	if err := dropLegacyAccounts(ctx, db); err != nil {
 		return err
 	}
-	dsn := db.DSN(bootstrap.LogAccount, logPass, bootstrap.LogDatabase)
-	if err := writeFile(filepath.Join(dir, "secrets", "rekor-dsn"), []byte(dsn), 0o600); err != nil {
+	if err := savePorts(filepath.Join(dir, "ports.json"), p); err != nil {
 		return err
 	}
 
-	keys := filepath.Join(dir, "keys")
-	trust := filepath.Join(dir, "trust")
-
-	// The signer holds the log key and the witness key in a SoftHSM2 token
-	// under dir/softhsm; the logserver and the witness hold no private key
-	// of their own but the log's C2SP note key (see witnessing).
-	sgn, err := startSigner(ctx, dir, o.BinDir, db.DSN(bootstrap.AuditAccount, auditPass, bootstrap.AuditDatabase), p.Signer)
+	sg, err := startChild(filepath.Join(o.BinDir, "signer"), filepath.Join(dir, "signer.log"), []string{"SOFTHSM2_CONF=" + res.SoftHSMConf},
+		"serve", "-config", res.SignerConfig)
 	if err != nil {
 		return err
 	}
-	defer sgn.child.stop()
-	signerURL, lsToken, sg := sgn.url, sgn.logserverToken, sgn.child
-	lsAddr := "127.0.0.1:" + strconv.Itoa(p.Logserver)
-
-	// Witnessing: the log's note key and the witness key are made once; the
-	// witness trusts the log's vkey, the log's policy names the witness.
-	const origin = "stella.local/log"
-	if err := os.MkdirAll(keys, 0o700); err != nil {
-		return err
+	defer sg.stop()
+	if err := waitReady(ctx, signerURL+"/readyz", sg); err != nil {
+		return fmt.Errorf("signer: %w (see %s)", err, filepath.Join(dir, "signer.log"))
 	}
-	noteKey, err := witnessing.LoadOrCreateKey(filepath.Join(keys, "log-note.pem"), true)
-	if err != nil {
-		return err
-	}
-	noteSigner, err := witnessing.NewCheckpointSigner(origin, noteKey)
-	if err != nil {
-		return err
-	}
-	// The Rekor v2 log: origin = the host name of its URL (sigstore-go
-	// checks it against the trusted root's baseUrl), its own note key in
-	// the token (signer key rekor-v2).
-	v2URL, v2Origin := "http://"+lsAddr, "127.0.0.1"
-	witnessURL := "http://127.0.0.1:" + strconv.Itoa(p.Witness)
-	files := map[string]string{
-		filepath.Join(trust, "rekor-v2.vkey"): sgn.v2VKey + "\n",
-		filepath.Join(trust, "witness-policy-v2"): fmt.Sprintf("log %s\nwitness w1 %s %s\nquorum w1\n",
-			sgn.v2VKey, sgn.witnessVKey, witnessURL),
-		filepath.Join(trust, "log-note.vkey"): noteSigner.VerifierKey() + "\n",
-		filepath.Join(trust, "witness.vkey"):  sgn.witnessVKey + "\n",
-		filepath.Join(trust, "witness-policy"): fmt.Sprintf("log %s\nwitness w1 %s %s\nquorum w1\n",
-			noteSigner.VerifierKey(), sgn.witnessVKey, witnessURL),
-		filepath.Join(dir, "witness.yaml"): fmt.Sprintf(`# Written by make run; see witness/config for every field.
-name: stella.local/witness
-signer:
-  url: %q
-  token_file: %q
-  key: witness
-  max_in_flight: 32 # the signer's witness tenant allows concurrency 32
-db_file: %q
-listen: "127.0.0.1:%d"
-log_format: text
-logs:
-  - origin: %q
-    vkeys: [%q]
-  - origin: %q
-    vkeys: [%q]
-`, signerURL, sgn.witnessToken, filepath.Join(dir, "witness", "witness.db"), p.Witness, origin, noteSigner.VerifierKey(),
-			v2Origin, sgn.v2VKey),
-	}
-	for path, content := range files {
-		if err := writeFile(path, []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "witness"), 0o700); err != nil {
-		return err
-	}
-	wit, err := startChild(filepath.Join(o.BinDir, "witness"), filepath.Join(dir, "witness.log"), nil, "serve", "-c", filepath.Join(dir, "witness.yaml"))
+	wit, err := startChild(filepath.Join(o.BinDir, "witness"), filepath.Join(dir, "witness.log"), nil, "serve", "-c", res.WitnessConfig)
 	if err != nil {
 		return err
 	}
@@ -180,78 +141,24 @@ logs:
 	if err := waitReady(ctx, witnessURL+"/readyz", wit); err != nil {
 		return fmt.Errorf("witness: %w (see %s)", err, filepath.Join(dir, "witness.log"))
 	}
-	cfg := fmt.Sprintf(`# Written by make run; see logserver/config for every field.
-listen: %q
-debug_listen: "127.0.0.1:%d"
-hostname: "stella.local"
-database:
-  dsn_file: %q
-key:
-  signer:
-    url: %q
-    token_file: %q
-    key: log-rekor
-  public_key_file: %q
-sequencer:
-  interval: 20ms
-  state_dir: %q
-witnessing:
-  origin: %q
-  key_file: %q
-  policy_file: %q
-  retry_min: 1s
-  retry_max: 30s
-rekor_v2:
-  url: %q
-  signer:
-    url: %q
-    token_file: %q
-    key: rekor-v2
-  policy_file: %q
-trust:
-  url: %q
-  dir: %q
-  tuf:
-    dir: %q
-    root_key:
-      signer: {url: %q, token_file: %q, key: tuf-root}
-    online_key:
-      signer: {url: %q, token_file: %q, key: tuf-online}
-`, lsAddr, p.Debug, filepath.Join(dir, "secrets", "rekor-dsn"), signerURL, lsToken, filepath.Join(keys, "log-key.pub.pem"),
-		filepath.Join(dir, "state"), origin, filepath.Join(keys, "log-note.pem"), filepath.Join(trust, "witness-policy"),
-		v2URL, signerURL, lsToken, filepath.Join(trust, "witness-policy-v2"), "http://"+lsAddr, trust,
-		filepath.Join(dir, "tuf"), signerURL, lsToken, signerURL, lsToken)
-	cfgPath := filepath.Join(dir, "logserver.yaml")
-	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return err
-	}
-	if err := savePorts(filepath.Join(dir, "ports.json"), p); err != nil {
-		return err
-	}
-
-	ls, err := startChild(filepath.Join(o.BinDir, "logserver"), filepath.Join(dir, "logserver.log"), nil, "-config", cfgPath)
+	ls, err := startChild(filepath.Join(o.BinDir, "logserver"), filepath.Join(dir, "logserver.log"), nil, "-config", res.LogserverConfig)
 	if err != nil {
 		return err
 	}
 	defer ls.stop()
-	logURL := "http://" + lsAddr
 	if err := waitReady(ctx, logURL+"/readyz", ls); err != nil {
 		return fmt.Errorf("logserver: %w (see %s)", err, filepath.Join(dir, "logserver.log"))
 	}
 
-	pubKey := filepath.Join(keys, "log-key.pub.pem")
-	if err := copyFile(pubKey, filepath.Join(trust, "log-key.pub.pem")); err != nil {
-		return err
-	}
-	env := exportLine("LOG_URL", logURL) + exportLine("LOG_PUBLIC_KEY", pubKey) +
+	env := exportLine("LOG_URL", logURL) + exportLine("LOG_PUBLIC_KEY", res.LogPublicKeyFile) +
 		exportLine("SIGNER_URL", signerURL) +
-		exportLine("LOG_NOTE_VKEY", noteSigner.VerifierKey()) +
-		exportLine("WITNESS_URL", witnessURL) + exportLine("WITNESS_VKEY", sgn.witnessVKey) +
+		exportLine("LOG_NOTE_VKEY", res.LogNoteVKey) +
+		exportLine("WITNESS_URL", witnessURL) + exportLine("WITNESS_VKEY", res.WitnessVKey) +
 		exportLine("TRUST_DIR", trust) +
-		exportLine("LOG_TILES_URL", logURL+"/") + exportLine("LOG_V2_URL", v2URL) +
+		exportLine("LOG_TILES_URL", logURL+"/") + exportLine("LOG_V2_URL", logURL) +
 		exportLine("TRUSTED_ROOT", filepath.Join(trust, "trusted_root.json")) +
 		exportLine("SIGNING_CONFIG", filepath.Join(trust, "signing_config.json")) +
-		exportLine("TUF_URL", "http://"+lsAddr+"/tuf")
+		exportLine("TUF_URL", logURL+"/tuf")
 	if err := writeFile(envFile, []byte(env), 0o644); err != nil {
 		return err
 	}
@@ -267,12 +174,12 @@ Stella appliance is up.
   witness (WITNESS_URL):        %s
   signer (SIGNER_URL):          %s
   trust files (TRUST_DIR):      %s
-  TUF repository (TUF_URL):     http://%s/tuf (cosign initialize --mirror $TUF_URL --root $TRUST_DIR/root.json)
+  TUF repository (TUF_URL):     %s/tuf (cosign initialize --mirror $TUF_URL --root $TRUST_DIR/root.json)
   MariaDB:                      127.0.0.1:%d (data in %s)
   logs:                         %s
 Load the variables with:  . %s
 Press Ctrl-C to stop.
-`, logURL, filepath.Join(keys, "log-key.pub.pem"), logURL, logURL, p.Debug, logURL, v2URL, v2URL, witnessURL, signerURL, trust, lsAddr, db.Port, filepath.Join(dir, "mariadb"),
+`, logURL, res.LogPublicKeyFile, logURL, logURL, p.Debug, logURL, logURL, logURL, witnessURL, signerURL, trust, logURL, db.Port, filepath.Join(dir, "mariadb"),
 		filepath.Join(dir, "*.log"), envFile)
 
 	select {
@@ -288,150 +195,37 @@ Press Ctrl-C to stop.
 	}
 }
 
-// signerRun is the started signer and what its callers need.
-type signerRun struct {
-	url            string
-	child          *child
-	logserverToken string // file holding the logserver's bearer token
-	witnessToken   string // file holding the witness's bearer token
-	witnessVKey    string // the witness's cosignature/v1 vkey
-	v2VKey         string // the Rekor v2 log's note vkey (key in the token)
-}
-
-// startSigner initialises the SoftHSM2 token and the keys on first run,
-// writes the signer's configuration (the logserver and the witness as
-// tenants with generated bearer tokens) and starts it.
-func startSigner(ctx context.Context, dir, binDir, auditDSN string, port int) (*signerRun, error) {
-	hsm := filepath.Join(dir, "softhsm")
-	secrets := filepath.Join(dir, "secrets")
-	conf := filepath.Join(hsm, "softhsm2.conf")
-	pinFile, soPinFile := filepath.Join(secrets, "hsm-pin"), filepath.Join(secrets, "hsm-so-pin")
-	secret(pinFile)
-	secret(soPinFile)
-	signer := filepath.Join(binDir, "signer")
-	if err := mariadb.EnsurePackages(ctx, map[string]string{"softhsm2-util": "softhsm2"}); err != nil {
-		return nil, err
-	}
-	tool := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, signer, args...)
-		cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return "", fmt.Errorf("signer %s: %v\n%s", strings.Join(args, " "), err, out)
+// adoptLegacyLayout moves the state of a run directory made before make
+// run used deployment/bootstrap into the bootstrap's layout, so the same
+// token, keys, secrets and head records serve on: nothing is regenerated.
+func adoptLegacyLayout(dir string) error {
+	for _, m := range [][2]string{
+		{"softhsm/tokens", "signer/tokens"},
+		{"secrets/hsm-pin", "signer/secrets/hsm-pin"},
+		{"secrets/hsm-so-pin", "signer/secrets/hsm-so-pin"},
+		{"secrets/signer-db-password", "signer/secrets/audit-db-password"},
+		{"secrets/rekor-db-password", "logserver/secrets/db-password"},
+		{"secrets/logserver-signer-token", "logserver/secrets/signer-token"},
+		{"secrets/witness-signer-token", "witness/secrets/signer-token"},
+		{"keys/log-note.pem", "logserver/keys/log-note.pem"},
+		{"state", "logserver/state"},
+		{"tuf", "logserver/tuf"},
+	} {
+		from, to := filepath.Join(dir, m[0]), filepath.Join(dir, m[1])
+		if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
+			continue
 		}
-		return string(out), nil
-	}
-	if _, err := os.Stat(filepath.Join(hsm, "tokens")); errors.Is(err, os.ErrNotExist) {
-		if _, err := tool("keys", "init-token", "-softhsm-conf", conf, "-token-dir", filepath.Join(hsm, "tokens"),
-			"-label", "stella", "-so-pin-file", soPinFile, "-pin-file", pinFile); err != nil {
-			return nil, err
+		if _, err := os.Stat(to); err == nil {
+			return fmt.Errorf("%s and %s both exist: the run directory mixes two layouts", from, to)
+		}
+		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+			return err
+		}
+		if err := os.Rename(from, to); err != nil {
+			return err
 		}
 	}
-	list, err := tool("keys", "list", "-token", "stella", "-pin-file", pinFile)
-	if err != nil {
-		return nil, err
-	}
-	// Generated inside the token, non-extractable, once: the public keys
-	// never change across runs.
-	for label, typ := range map[string]string{"log-rekor": "ecdsa-p256", "witness-ed25519": "ed25519", "rekor-v2-ed25519": "ed25519",
-		"tuf-root": "ecdsa-p256", "tuf-online": "ecdsa-p256"} {
-		if !strings.Contains(list, label) {
-			if _, err := tool("keys", "generate", "-token", "stella", "-pin-file", pinFile, "-label", label, "-type", typ); err != nil {
-				return nil, err
-			}
-		}
-	}
-	tokenHash := func(name string) string {
-		sum := sha256.Sum256([]byte(secret(filepath.Join(secrets, name))))
-		return hex.EncodeToString(sum[:])
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cfg := fmt.Sprintf(`# Written by make run; see signer/server/config.go for every field.
-listen: %q
-token:
-  token_label: stella
-  pin_file: %q
-  sessions: 4
-audit:
-  dsn: %q
-keys:
-  - name: log-rekor
-    purposes: [digests]
-    versions:
-      - {version: 1, label: log-rekor}
-  - name: witness
-    purposes: [cosignature]
-    note_name: stella.local/witness
-    versions:
-      - {version: 1, label: witness-ed25519}
-  - name: rekor-v2
-    purposes: [checkpoint]
-    note_name: "127.0.0.1"
-    versions:
-      - {version: 1, label: rekor-v2-ed25519}
-  - name: tuf-root
-    purposes: [digests]
-    versions:
-      - {version: 1, label: tuf-root}
-  - name: tuf-online
-    purposes: [digests]
-    versions:
-      - {version: 1, label: tuf-online}
-tenants:
-  - name: logserver
-    tokens:
-      - {id: logserver, sha256: %s, scopes: [sign:digests, sign:checkpoint]}
-    keys: [log-rekor, rekor-v2, tuf-root, tuf-online]
-    quota: {rps: 2000, burst: 4000, concurrency: 16, max_payload_bytes: 8388608}
-  - name: witness
-    tokens:
-      - {id: witness, sha256: %s, scopes: [sign:cosignature]}
-    keys: [witness]
-    quota: {rps: 3000, burst: 6000, concurrency: 32}
-`, addr, pinFile, auditDSN, tokenHash("logserver-signer-token"), tokenHash("witness-signer-token"))
-	cfgPath := filepath.Join(dir, "signer.yaml")
-	if err := writeFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	c, err := startChild(signer, filepath.Join(dir, "signer.log"), []string{"SOFTHSM2_CONF=" + conf}, "serve", "-config", cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	r := &signerRun{url: "http://" + addr, child: c,
-		logserverToken: filepath.Join(secrets, "logserver-signer-token"),
-		witnessToken:   filepath.Join(secrets, "witness-signer-token")}
-	if err := waitReady(ctx, r.url+"/readyz", c); err != nil {
-		c.stop()
-		return nil, fmt.Errorf("signer: %w (see %s)", err, filepath.Join(dir, "signer.log"))
-	}
-	ks, err := signerclient.New(r.url, "", nil).Keys(ctx)
-	if err != nil {
-		c.stop()
-		return nil, err
-	}
-	for _, k := range ks.Keys {
-		for _, v := range k.Versions {
-			if k.Name == "witness" && v.State == "active" {
-				r.witnessVKey = v.CosignatureVerifierKey
-			}
-			if k.Name == "rekor-v2" && v.State == "active" {
-				r.v2VKey = v.NoteVerifierKey
-			}
-		}
-	}
-	if r.witnessVKey == "" || r.v2VKey == "" {
-		c.stop()
-		return nil, fmt.Errorf("signer publishes no active witness or rekor-v2 key")
-	}
-	return r, nil
-}
-
-func copyFile(from, to string) error {
-	data, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return writeFile(to, data, 0o644)
+	return nil
 }
 
 type child struct {
@@ -536,20 +330,6 @@ func loadPorts(path string) (ports, error) {
 func savePorts(path string, p ports) error {
 	data, _ := json.Marshal(p)
 	return writeFile(path, data, 0o644)
-}
-
-// secret returns the content of a generated secret file, creating it once.
-func secret(path string) string {
-	if b, err := os.ReadFile(path); err == nil {
-		return string(b)
-	}
-	var buf [18]byte
-	f, _ := os.Open("/dev/urandom")
-	_, _ = io.ReadFull(f, buf[:])
-	f.Close()
-	s := fmt.Sprintf("%x", buf)
-	_ = writeFile(path, []byte(s), 0o600)
-	return s
 }
 
 // dropLegacyAccounts removes the all-privileges accounts earlier versions

@@ -265,11 +265,11 @@ func checkAccounts(t *testing.T, dir string) {
 		return d
 	}
 	pass := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(dir, "secrets", name))
+		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return string(b)
+		return strings.TrimSpace(string(b))
 	}
 	// Access denied: 1045, or 1698 for an account authenticated otherwise.
 	denied := func(err error) bool {
@@ -279,7 +279,7 @@ func checkAccounts(t *testing.T, dir string) {
 	if err := open("root", "", "").Ping(); !denied(err) {
 		t.Fatalf("root over TCP without a password: want access denied, got %v", err)
 	}
-	audit := open(bootstrap.AuditAccount, pass("signer-db-password"), bootstrap.AuditDatabase)
+	audit := open(bootstrap.AuditAccount, pass("signer/secrets/audit-db-password"), bootstrap.AuditDatabase)
 	var n int
 	if err := audit.QueryRow("SELECT COUNT(*) FROM signer_audit").Scan(&n); err != nil {
 		t.Fatalf("the audit account cannot read audit rows: %v", err)
@@ -292,12 +292,12 @@ func checkAccounts(t *testing.T, dir string) {
 			t.Fatalf("the audit account may %q", q)
 		}
 	}
-	logdb := open(bootstrap.LogAccount, pass("rekor-db-password"), bootstrap.LogDatabase)
+	logdb := open(bootstrap.LogAccount, pass("logserver/secrets/db-password"), bootstrap.LogDatabase)
 	if _, err := logdb.Exec("DROP TABLE log_entries"); err == nil {
 		t.Fatal("the logserver's account may drop its tables")
 	}
 	for _, legacy := range []string{"rekor", "signer"} {
-		err := open(legacy, pass(map[string]string{"rekor": "rekor-db-password", "signer": "signer-db-password"}[legacy]), "").Ping()
+		err := open(legacy, pass(map[string]string{"rekor": "logserver/secrets/db-password", "signer": "signer/secrets/audit-db-password"}[legacy]), "").Ping()
 		if !denied(err) {
 			t.Fatalf("the legacy all-privileges account %q: want access denied, got %v", legacy, err)
 		}
