@@ -6,7 +6,7 @@
 // Contract: [Policy.Delay] is InitialDelay after the first failure, then
 // multiplied by Multiplier per further failure and never above MaxDelay;
 // [Policy.Exhausted] is true once MaxAttempts attempts have failed
-// (MaxAttempts 0 retries for ever). Validate fills the seed's defaults.
+// (MaxAttempts -1 retries for ever). Validate fills the seed's defaults.
 package retry
 
 import (
@@ -19,7 +19,7 @@ import (
 // Policy is a retry configuration block.
 type Policy struct {
 	// MaxAttempts is how many attempts are made before an item is marked
-	// failed (and kept for an operator). 0: retry for ever. Default 3.
+	// failed (and kept for an operator). -1: retry for ever. Default 3.
 	MaxAttempts int `yaml:"max_attempts"`
 	// InitialDelay is the wait after the first failed attempt. Default 5s.
 	InitialDelay time.Duration `yaml:"initial_delay"`
@@ -32,7 +32,7 @@ type Policy struct {
 
 // Validate fills zero fields with the defaults and checks the rest.
 func (p *Policy) Validate() error {
-	if p.MaxAttempts == 0 && p.InitialDelay == 0 && p.MaxDelay == 0 && p.Multiplier == 0 {
+	if p.MaxAttempts == 0 {
 		p.MaxAttempts = 3
 	}
 	if p.InitialDelay == 0 {
@@ -45,10 +45,10 @@ func (p *Policy) Validate() error {
 		p.Multiplier = 2
 	}
 	var errs []error
-	if p.MaxAttempts < 0 {
-		errs = append(errs, fmt.Errorf("max_attempts %d: want 0 (for ever) or more", p.MaxAttempts))
+	if p.MaxAttempts < -1 {
+		errs = append(errs, fmt.Errorf("max_attempts %d: want -1 (for ever) or at least 1", p.MaxAttempts))
 	}
-	if p.InitialDelay < 0 || p.MaxDelay < p.InitialDelay {
+	if p.InitialDelay <= 0 || p.MaxDelay < p.InitialDelay {
 		errs = append(errs, fmt.Errorf("initial_delay %s, max_delay %s: want 0 < initial_delay <= max_delay", p.InitialDelay, p.MaxDelay))
 	}
 	if p.Multiplier < 1 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0) {

@@ -21,11 +21,11 @@ func TestPolicy(t *testing.T) {
 	if p.Exhausted(2) || !p.Exhausted(3) {
 		t.Error("Exhausted: 3 attempts allowed")
 	}
-	forever := Policy{InitialDelay: time.Second}
+	forever := Policy{MaxAttempts: -1, InitialDelay: time.Second}
 	if err := forever.Validate(); err != nil || forever.Exhausted(1000) {
-		t.Errorf("max_attempts 0 retries for ever: %v %+v", err, forever)
+		t.Errorf("max_attempts -1 retries for ever: %v %+v", err, forever)
 	}
-	for _, bad := range []Policy{{MaxAttempts: -1}, {InitialDelay: time.Minute, MaxDelay: time.Second}, {Multiplier: 0.5}} {
+	for _, bad := range []Policy{{MaxAttempts: -2}, {InitialDelay: -time.Second}, {InitialDelay: time.Minute, MaxDelay: time.Second}, {Multiplier: 0.5}} {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
