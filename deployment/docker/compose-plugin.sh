@@ -6,6 +6,8 @@
 set -euo pipefail
 version=$1 out=$2
 cache=${CACHE_BIN:-.cache/bin}/docker-compose-$version
+# Absolute: the build runs in the module's directory.
+cache=$(realpath -m "$cache")
 if [ ! -x "$cache" ]; then
   echo "compose-plugin: building github.com/docker/compose/v2@$version (minutes the first time)"
   dir=$(cd "$(mktemp -d)" && GOFLAGS= GOTOOLCHAIN=local go mod download -json "github.com/docker/compose/v2@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
