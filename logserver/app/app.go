@@ -34,6 +34,7 @@ import (
 	"github.com/stellaops/tlog/logserver/sequence"
 	"github.com/stellaops/tlog/logserver/store"
 	"github.com/stellaops/tlog/logserver/tlogtiles"
+	"github.com/stellaops/tlog/logserver/upstream"
 	"github.com/stellaops/tlog/logserver/witnessing"
 	"github.com/stellaops/tlog/logserver/witnessing/sqlstore"
 	signerclient "github.com/stellaops/tlog/signer/client"
@@ -56,6 +57,8 @@ type App struct {
 	feederDone chan struct{}
 
 	v2 *rekorV2 // nil without rekor_v2
+
+	upstream *upstream.Replay // nil without upstream replay
 
 	stopTUF context.CancelFunc // nil without trust.tuf
 	tufDone chan struct{}
@@ -191,6 +194,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		return nil, err
 	}
 	tiles.Register(mux)
+	if err := a.startUpstream(ctx, cfg, st, reg, mux); err != nil {
+		return nil, err
+	}
 	if cfg.RekorV2 != nil {
 		if err := a.startRekorV2(ctx, cfg, dsn, st, reg, mux); err != nil {
 			return nil, err
@@ -211,6 +217,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		WriteTimeout:    cfg.API.WriteTimeout,
 		PublicKeyPEM:    pubPEM,
 		Logger:          logger,
+		Outbox:          a.upstreamOutbox(upstream.V1),
 	}, reg)
 	api.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -426,6 +433,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) close() {
+	if a.upstream != nil {
+		a.upstream.Close()
+	}
 	if a.stopTUF != nil {
 		a.stopTUF()
 		<-a.tufDone

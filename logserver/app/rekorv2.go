@@ -23,6 +23,7 @@ import (
 	"github.com/stellaops/tlog/logserver/sequence"
 	"github.com/stellaops/tlog/logserver/store"
 	"github.com/stellaops/tlog/logserver/tlogtiles"
+	"github.com/stellaops/tlog/logserver/upstream"
 	"github.com/stellaops/tlog/logserver/witnessing"
 	"github.com/stellaops/tlog/logserver/witnessing/sqlstore"
 	signerclient "github.com/stellaops/tlog/signer/client"
@@ -192,7 +193,7 @@ func (a *App) startRekorV2(ctx context.Context, cfg *config.Config, dsn string, 
 	tiles.Register(mux)
 	api, err := rekorv2.New(v.seq, st, rekorv2.Options{
 		LogID: pers.LogID(), MaxRequestBytes: cfg.API.MaxRequestBytes, WriteTimeout: cfg.API.WriteTimeout,
-		Logger: a.log.With("log", v2Role),
+		Logger: a.log.With("log", v2Role), Outbox: a.upstreamOutbox(upstream.V2),
 	})
 	if err != nil {
 		return err

@@ -69,6 +69,10 @@ type Config struct {
 	// GET /trust/ and writes them into Trust.Dir.
 	Trust *Trust `yaml:"trust"`
 
+	// Upstream, if set, replays every entry logged here to an upstream
+	// Rekor-compatible log (package logserver/upstream; see upstream.go).
+	Upstream *Upstream `yaml:"upstream"`
+
 	// Logging configures the structured log on stderr.
 	Logging Logging `yaml:"logging"`
 }
@@ -654,6 +658,9 @@ func (c *Config) Validate() error {
 		if t := tr.TUF; t != nil {
 			t.validate(tr, c, bad)
 		}
+	}
+	if c.Upstream != nil {
+		c.Upstream.validate(c, bad)
 	}
 	switch c.Logging.Level {
 	case "":

@@ -51,6 +51,15 @@ type Options struct {
 	PublicKeyPEM    []byte
 	Algorithms      *signature.AlgorithmRegistryConfig // allowed client key/hash pairs
 	Logger          *slog.Logger
+	// Outbox, if set, records each write before it is logged (upstream
+	// replay, package logserver/upstream): Before gets the leaf hash and
+	// the request body as received; if it fails the write answers 503 and
+	// logs nothing. done(true) follows a 201 or 409, done(false) a
+	// certain refusal (nothing queued); an ambiguous outcome (timeout)
+	// calls nothing.
+	Outbox interface {
+		Before(ctx context.Context, leafHash [32]byte, body []byte) (done func(logged bool), err error)
+	}
 }
 
 // Server is the Rekor v1 API.
@@ -261,7 +270,12 @@ func (s *Server) getLogProof(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) createLogEntry(w http.ResponseWriter, r *http.Request) error {
 	var pe models.ProposedEntry
+	var raw []byte // the request as received, for the outbox
 	if err := readBody(r, "proposedEntry", true, func(rd io.Reader) (err error) {
+		if s.opts.Outbox != nil {
+			raw, _ = io.ReadAll(rd)
+			rd = bytes.NewReader(raw)
+		}
 		pe, err = models.UnmarshalProposedEntry(rd, runtime.JSONConsumer())
 		return err
 	}); err != nil {
@@ -299,9 +313,22 @@ func (s *Server) createLogEntry(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.WriteTimeout)
 	defer cancel()
+	done := func(bool) {}
+	if s.opts.Outbox != nil {
+		if done, err = s.opts.Outbox.Before(ctx, sha256.Sum256(append([]byte{0}, leaf...)), raw); err != nil {
+			return &apiError{status: http.StatusServiceUnavailable, message: "the entry cannot be recorded for upstream replay; retry later", retry: true, err: err}
+		}
+	}
 	e, head, err := s.log.Add(ctx, leaf, keys)
 	var dup *sequence.ErrDuplicate
-	if errors.As(err, &dup) {
+	var tooLarge *sequence.TooLargeError
+	switch {
+	case err == nil || errors.As(err, &dup):
+		done(true)
+	case errors.Is(err, sequence.ErrOverloaded) || errors.As(err, &tooLarge):
+		done(false)
+	}
+	if dup != nil {
 		id := s.entryID(dup.LeafHash[:])
 		return &apiError{status: http.StatusConflict, message: fmt.Sprintf(msgEntryExists, id),
 			location: entryURL(r, id), err: err}

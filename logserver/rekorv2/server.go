@@ -68,6 +68,15 @@ type Options struct {
 	// WriteTimeout bounds how long a write waits to be published.
 	WriteTimeout time.Duration
 	Logger       *slog.Logger
+	// Outbox, if set, records each write before it is logged (upstream
+	// replay, package logserver/upstream): Before gets the leaf hash and
+	// the request body as received; if it fails the write answers 503 and
+	// logs nothing. done(true) follows a 201 or 409, done(false) a
+	// certain refusal (nothing queued); an ambiguous outcome (timeout)
+	// calls nothing.
+	Outbox interface {
+		Before(ctx context.Context, leafHash [32]byte, body []byte) (done func(logged bool), err error)
+	}
 }
 
 // Server answers the Rekor v2 API of one log.
@@ -237,8 +246,23 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.WriteTimeout)
 	defer cancel()
+	done := func(bool) {}
+	if s.opts.Outbox != nil {
+		if done, err = s.opts.Outbox.Before(ctx, sha256.Sum256(append([]byte{0}, e.body...)), data); err != nil {
+			s.logger.WarnContext(r.Context(), "upstream replay outbox", slog.Any("error", err))
+			s.fail(w, r, errorf(codes.Unavailable, "the entry cannot be recorded for upstream replay; retry later"))
+			return
+		}
+	}
 	stored, head, err := s.log.Add(ctx, e.body, e.keys)
 	var dup *sequence.ErrDuplicate
+	var tooLarge *sequence.TooLargeError
+	switch {
+	case err == nil || errors.As(err, &dup):
+		done(true)
+	case errors.Is(err, sequence.ErrOverloaded) || errors.As(err, &tooLarge):
+		done(false)
+	}
 	switch {
 	case errors.As(err, &dup):
 		existing, lerr := s.store.EntryByHash(r.Context(), s.log.Head().TreeID, dup.LeafHash[:])

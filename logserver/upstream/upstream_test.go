@@ -1,0 +1,479 @@
+package upstream_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	"github.com/sigstore/rekor/pkg/generated/models"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/stellaops/tlog/internal/retry"
+	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/upstream"
+	"github.com/stellaops/tlog/testing/entries"
+	"github.com/stellaops/tlog/testing/stack"
+)
+
+// env is two logservers on one MariaDB, each on its own database: up (the
+// upstream, Rekor v1 and v2 logs) and local, which replays to up.
+type env struct {
+	db       *stack.MariaDB
+	up       *stack.Logserver
+	upDir    string
+	local    *stack.Logserver
+	localDSN string
+}
+
+func startUpstream(t *testing.T, db *stack.MariaDB) (*stack.Logserver, string) {
+	dir := t.TempDir()
+	up := stack.StartLogserver(t, stack.TestDatabase(t, db, "up"), dir, func(c *config.Config) {
+		c.Hostname = "up.test"
+		c.RekorV2 = &config.RekorV2{URL: "http://up2.test", KeyFile: filepath.Join(dir, "v2.pem"), CreateKey: true,
+			VKeyFile: filepath.Join(dir, "v2.vkey")}
+	})
+	return up, dir
+}
+
+// startLocal starts the replaying logserver; upV1 and upV2 are the
+// upstream URLs its v1 and v2 logs replay to.
+func (e *env) startLocal(t *testing.T, upV1, upV2 string, mutate func(*config.Config)) {
+	e.localDSN = stack.TestDatabase(t, e.db, "local")
+	dir := t.TempDir()
+	e.local = stack.StartLogserver(t, e.localDSN, dir, func(c *config.Config) {
+		c.RekorV2 = &config.RekorV2{URL: "http://local2.test", KeyFile: filepath.Join(dir, "v2.pem"), CreateKey: true}
+		c.Upstream = &config.Upstream{
+			V1:           &config.UpstreamLog{URL: upV1, PublicKeyFile: e.up.PublicKeyFile},
+			V2:           &config.UpstreamLog{URL: upV2, PublicKeyFile: filepath.Join(e.upDir, "v2.vkey")},
+			PollInterval: 50 * time.Millisecond,
+			Timeout:      10 * time.Second,
+			Retry:        retry.Policy{InitialDelay: 100 * time.Millisecond, MaxDelay: 400 * time.Millisecond},
+		}
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+}
+
+func newEnv(t *testing.T) *env {
+	e := &env{db: stack.TestMariaDB(t, false)}
+	e.up, e.upDir = startUpstream(t, e.db)
+	return e
+}
+
+type answer struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func post(t *testing.T, u string, body []byte) answer {
+	t.Helper()
+	resp, err := http.Post(u, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+func get(t *testing.T, u string, out any) int {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("GET %s: %v: %s", u, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// v1Entries are a hashedrekord, a dsse and an intoto 0.0.2 proposal (the
+// last two are not resubmittable from their canonical bodies).
+func v1Entries(t *testing.T, s *entries.Signer, tag string) [][]byte {
+	var out [][]byte
+	for i, mk := range []func([]byte) (models.ProposedEntry, error){
+		s.HashedRekord, s.DSSE, func(a []byte) (models.ProposedEntry, error) { return s.Intoto("0.0.2", a) },
+	} {
+		pe, err := mk([]byte(fmt.Sprintf("%s artifact %d", tag, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(pe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+type key struct {
+	k   *ecdsa.PrivateKey
+	der []byte
+}
+
+func newKey(t *testing.T) key {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	return key{k, der}
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// v2HashedRekord is a hashedrekord 0.0.2 request.
+func v2HashedRekord(t *testing.T, k key, artifact string) []byte {
+	d := sha256.Sum256([]byte(artifact))
+	sig, err := ecdsa.SignASN1(rand.Reader, k.k, d[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(fmt.Sprintf(`{"hashedRekordRequestV002":{"digest":%q,"signature":{"content":%q,"verifier":{"keyDetails":"PKIX_ECDSA_P256_SHA_256","publicKey":{"rawBytes":%q}}}}}`,
+		b64(d[:]), b64(sig), b64(k.der)))
+}
+
+// v2DSSE is a dsse 0.0.2 request of a statement signed by every key.
+func v2DSSE(t *testing.T, artifact string, keys ...key) []byte {
+	payload := []byte(fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":%q,"digest":{"sha256":"00"}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{}}`, artifact))
+	const typ = "application/vnd.in-toto+json"
+	d := sha256.Sum256([]byte(fmt.Sprintf("DSSEv1 %d %s %d %s", len(typ), typ, len(payload), payload)))
+	var sigs, vers []string
+	for _, k := range keys {
+		sig, err := ecdsa.SignASN1(rand.Reader, k.k, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, fmt.Sprintf(`{"sig":%q,"keyid":""}`, b64(sig)))
+		vers = append(vers, fmt.Sprintf(`{"keyDetails":"PKIX_ECDSA_P256_SHA_256","publicKey":{"rawBytes":%q}}`, b64(k.der)))
+	}
+	return []byte(fmt.Sprintf(`{"dsseRequestV002":{"envelope":{"payload":%q,"payloadType":%q,"signatures":[%s]},"verifiers":[%s]}}`,
+		b64(payload), typ, strings.Join(sigs, ","), strings.Join(vers, ",")))
+}
+
+// written is an entry the local log took: its leaf hash and canonical body.
+type written struct {
+	api  string
+	leaf string
+	body []byte
+	req  []byte
+}
+
+func writeV1(t *testing.T, base string, req []byte) written {
+	t.Helper()
+	a := post(t, base+"/api/v1/log/entries", req)
+	if a.code != http.StatusCreated {
+		t.Fatalf("v1 write: %d %s", a.code, a.body)
+	}
+	var le models.LogEntry
+	if err := json.Unmarshal(a.body, &le); err != nil {
+		t.Fatal(err)
+	}
+	for uuid, e := range le {
+		body, _ := base64.StdEncoding.DecodeString(e.Body.(string))
+		return written{api: "v1", leaf: uuid[len(uuid)-64:], body: body, req: req}
+	}
+	t.Fatal("no entry")
+	return written{}
+}
+
+func writeV2(t *testing.T, base string, req []byte) written {
+	t.Helper()
+	a := post(t, base+"/api/v2/log/entries", req)
+	if a.code != http.StatusCreated {
+		t.Fatalf("v2 write: %d %s", a.code, a.body)
+	}
+	var tle struct {
+		CanonicalizedBody []byte `json:"canonicalizedBody"`
+	}
+	if err := json.Unmarshal(a.body, &tle); err != nil {
+		t.Fatal(err)
+	}
+	return written{api: "v2", leaf: hex.EncodeToString(rfc6962.DefaultHasher.HashLeaf(tle.CanonicalizedBody)), body: tle.CanonicalizedBody, req: req}
+}
+
+func list(t *testing.T, base, state string) upstream.List {
+	t.Helper()
+	var l upstream.List
+	if code := get(t, base+"/api/v1/upstream/entries?state="+state, &l); code != http.StatusOK {
+		t.Fatalf("list %s: %d", state, code)
+	}
+	return l
+}
+
+// metric returns the value of the sample name{labels} on base's /metrics
+// (0 if absent).
+func metric(t *testing.T, base, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// upstreamSize is the upstream's v1 tree size and v2 checkpoint size.
+func upstreamSizes(t *testing.T, up *stack.Logserver) (int64, int64) {
+	var info struct {
+		TreeSize int64 `json:"treeSize"`
+	}
+	if code := get(t, up.URL+"/api/v1/log", &info); code != http.StatusOK {
+		t.Fatalf("upstream log info: %d", code)
+	}
+	resp, err := http.Get(up.URL + "/api/v2/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cp, _ := io.ReadAll(resp.Body)
+	lines := strings.Split(string(cp), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("upstream v2 checkpoint %q", cp)
+	}
+	v2, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		t.Fatalf("upstream v2 checkpoint %q", cp)
+	}
+	return info.TreeSize, v2
+}
+
+// The issue's proof: entries written while the upstream is stopped wait as
+// transparency_pending (API and metrics), drain when it is back, each once,
+// with the same canonical bodies upstream; an entry the upstream already
+// has is recorded through its 409; a refused local write leaves no row.
+func TestReplayThroughOutage(t *testing.T) {
+	e := newEnv(t)
+	e.startLocal(t, e.up.URL, e.up.URL, func(c *config.Config) { c.Sequencer.MaxEntryBytes = 1500 })
+	s, err := entries.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKey(t)
+
+	// An entry the upstream has already: forwarded through 409.
+	pre := v1Entries(t, s, "pre")[0]
+	upFirst := writeV1(t, e.up.URL, pre)
+	preLocal := writeV1(t, e.local.URL, pre)
+	waitFor(t, "the 409 path", 20*time.Second, func() bool {
+		return metric(t, e.local.URL, `logserver_upstream_forwarded_total{log="v1"}`) == 1
+	})
+	var byLeaf upstream.List
+	if code := get(t, e.local.URL+"/api/v1/upstream/entries/"+preLocal.leaf, &byLeaf); code != http.StatusOK ||
+		len(byLeaf.Entries) != 1 || byLeaf.Entries[0].Status != "forwarded" || byLeaf.Entries[0].UpstreamIndex == nil ||
+		*byLeaf.Entries[0].UpstreamIndex != 0 || !strings.HasSuffix(byLeaf.Entries[0].UpstreamUUID, upFirst.leaf) ||
+		byLeaf.Entries[0].UpstreamTime == nil {
+		t.Fatalf("entry the upstream had: %d %+v", code, byLeaf)
+	}
+
+	e.up.Stop()
+	var ws []written
+	for _, req := range v1Entries(t, s, "outage") {
+		ws = append(ws, writeV1(t, e.local.URL, req))
+	}
+	ws = append(ws, writeV2(t, e.local.URL, v2HashedRekord(t, k, "outage v2")), writeV2(t, e.local.URL, v2DSSE(t, "outage v2 dsse", k)))
+
+	// A refused local write (the v2 dsse canonical body of five signatures
+	// exceeds sequencer.max_entry_bytes) and an invalid one leave no row.
+	big := post(t, e.local.URL+"/api/v2/log/entries", v2DSSE(t, "too big", newKey(t), newKey(t), newKey(t), newKey(t), newKey(t)))
+	if big.code == http.StatusCreated {
+		t.Fatalf("a dsse of 5 signatures was logged: %s", big.body)
+	}
+	bad := v1Entries(t, s, "bad")[0]
+	bad = bytes.Replace(bad, []byte(`"content":"`), []byte(`"content":"AAAA`), 1)
+	if a := post(t, e.local.URL+"/api/v1/log/entries", bad); a.code != http.StatusBadRequest {
+		t.Fatalf("invalid entry: %d %s", a.code, a.body)
+	}
+
+	waitFor(t, "failed attempts while the upstream is down", 20*time.Second, func() bool {
+		return metric(t, e.local.URL, `logserver_upstream_attempt_failures_total{log="v1",reason="unavailable"}`) >= 2 &&
+			metric(t, e.local.URL, `logserver_upstream_attempt_failures_total{log="v2",reason="unavailable"}`) >= 2
+	})
+	pending := list(t, e.local.URL, "pending")
+	if pending.Pending != 5 || len(pending.Entries) != 5 || pending.OldestPending == nil {
+		t.Fatalf("pending while the upstream is down: %+v", pending)
+	}
+	attempted := 0
+	for i, p := range pending.Entries {
+		if p.Status != "transparency_pending" || p.LeafHash != ws[i].leaf || p.Log != ws[i].api || p.LocalIndex == nil {
+			t.Fatalf("pending entry %d: %+v, want %s %s", i, p, ws[i].api, ws[i].leaf)
+		}
+		if p.Attempts > 0 {
+			attempted++
+			if !strings.Contains(p.LastError, "connect") {
+				t.Fatalf("pending entry %d: last error %q", i, p.LastError)
+			}
+		}
+	}
+	if attempted == 0 {
+		t.Fatal("no pending entry records an attempt")
+	}
+	if v1, v2 := metric(t, e.local.URL, `logserver_upstream_pending_entries{log="v1"}`), metric(t, e.local.URL, `logserver_upstream_pending_entries{log="v2"}`); v1 != 3 || v2 != 2 {
+		t.Fatalf("pending gauges v1 %v v2 %v, want 3 and 2", v1, v2)
+	}
+	if age := metric(t, e.local.URL, `logserver_upstream_oldest_pending_age_seconds{log="v1"}`); age <= 0 {
+		t.Fatalf("oldest pending age %v", age)
+	}
+	if n := countRows(t, e.localDSN); n != 6 { // 5 pending, 1 forwarded
+		t.Fatalf("%d outbox rows, want 6 (the refused writes left one)", n)
+	}
+
+	e.up.Restart()
+	waitFor(t, "the backlog to drain", 30*time.Second, func() bool { return list(t, e.local.URL, "pending").Pending == 0 })
+	fwd := list(t, e.local.URL, "forwarded")
+	if len(fwd.Entries) != 6 {
+		t.Fatalf("forwarded: %+v", fwd)
+	}
+	if v1, v2 := upstreamSizes(t, e.up); v1 != 4 || v2 != 2 {
+		t.Fatalf("upstream sizes v1 %d v2 %d, want 4 and 2 (each entry once)", v1, v2)
+	}
+	for i, w := range ws {
+		f := fwd.Entries[i+1]
+		if f.LeafHash != w.leaf || f.UpstreamIndex == nil {
+			t.Fatalf("forwarded %d: %+v", i, f)
+		}
+		switch w.api {
+		case "v1":
+			// The upstream's entry has our canonical body (same leaf).
+			var le models.LogEntry
+			if code := get(t, e.up.URL+"/api/v1/log/entries/"+w.leaf, &le); code != http.StatusOK {
+				t.Fatalf("upstream entry %s: %d", w.leaf, code)
+			}
+			for _, ue := range le {
+				body, _ := base64.StdEncoding.DecodeString(ue.Body.(string))
+				if !bytes.Equal(body, w.body) || *ue.LogIndex != *f.UpstreamIndex {
+					t.Fatalf("upstream entry %d differs: index %d/%d\n%s\n%s", i, *ue.LogIndex, *f.UpstreamIndex, body, w.body)
+				}
+			}
+		case "v2":
+			// Resubmitting upstream finds the same entry at that index.
+			a := post(t, e.up.URL+"/api/v2/log/entries", w.req)
+			if a.code != http.StatusConflict || a.header.Get("X-Log-Index") != strconv.FormatInt(*f.UpstreamIndex, 10) {
+				t.Fatalf("upstream v2 entry %d: %d %s (X-Log-Index %q, want %d)", i, a.code, a.body, a.header.Get("X-Log-Index"), *f.UpstreamIndex)
+			}
+		}
+	}
+	if v1, v2 := metric(t, e.local.URL, `logserver_upstream_forwarded_total{log="v1"}`), metric(t, e.local.URL, `logserver_upstream_forwarded_total{log="v2"}`); v1 != 4 || v2 != 2 {
+		t.Fatalf("forwarded counters v1 %v v2 %v", v1, v2)
+	}
+	if p := metric(t, e.local.URL, `logserver_upstream_pending_entries{log="v1"}`); p != 0 {
+		t.Fatalf("pending gauge after the drain: %v", p)
+	}
+	if ts := metric(t, e.local.URL, `logserver_upstream_last_success_timestamp_seconds{log="v2"}`); time.Since(time.Unix(int64(ts), 0)) > time.Minute {
+		t.Fatalf("last success %v", ts)
+	}
+}
+
+func countRows(t *testing.T, dsn string) int {
+	t.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM upstream_outbox").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A 429 with Retry-After from the upstream is honoured (the next attempt
+// waits for it, not for the much shorter retry policy), and the entry is
+// then forwarded once.
+func TestRetryAfterHonoured(t *testing.T) {
+	e := newEnv(t)
+	target, _ := url.Parse(e.up.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	var posts []time.Time
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			mu.Lock()
+			posts = append(posts, time.Now())
+			n := len(posts)
+			mu.Unlock()
+			if n == 1 {
+				w.Header().Set("Retry-After", "2")
+				http.Error(w, `{"code":429,"message":"rate limited"}`, http.StatusTooManyRequests)
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	e.startLocal(t, front.URL, e.up.URL, nil)
+	s, err := entries.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := writeV1(t, e.local.URL, v1Entries(t, s, "429")[1])
+	waitFor(t, "the forward after 429", 20*time.Second, func() bool {
+		return metric(t, e.local.URL, `logserver_upstream_forwarded_total{log="v1"}`) == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(posts) != 2 {
+		t.Fatalf("%d POSTs upstream, want 2", len(posts))
+	}
+	if gap := posts[1].Sub(posts[0]); gap < 2*time.Second {
+		t.Fatalf("retried %v after a 429 with Retry-After: 2", gap)
+	}
+	if n := metric(t, e.local.URL, `logserver_upstream_attempt_failures_total{log="v1",reason="rate_limited"}`); n != 1 {
+		t.Fatalf("rate_limited failures %v", n)
+	}
+	var l upstream.List
+	if code := get(t, e.local.URL+"/api/v1/upstream/entries/"+w.leaf, &l); code != http.StatusOK || l.Entries[0].Status != "forwarded" || l.Entries[0].Attempts != 2 {
+		t.Fatalf("after 429: %d %+v", code, l)
+	}
+}
