@@ -477,3 +477,61 @@ func TestRetryAfterHonoured(t *testing.T) {
 		t.Fatalf("after 429: %d %+v", code, l)
 	}
 }
+
+// A crash between the outbox insert and the answer leaves the row
+// awaiting_local. Such a row is forwarded once its entry is in the local
+// log (the write reached it before the crash), and dropped after the grace
+// if the entry never appears (the crash came before the write); a younger
+// one waits. The crash is reproduced by putting the rows in the state the
+// dead process leaves them in, with both logservers stopped.
+func TestCrashLeftovers(t *testing.T) {
+	e := newEnv(t)
+	e.startLocal(t, e.up.URL, e.up.URL, nil)
+	e.up.Stop()
+	s, err := entries.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := v1Entries(t, s, "crash")
+	logged := writeV1(t, e.local.URL, reqs[2]) // intoto: the original body matters
+	e.local.Stop()
+
+	db, err := sql.Open("mysql", e.localDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	leaf, _ := hex.DecodeString(logged.leaf)
+	if res, err := db.Exec("UPDATE upstream_outbox SET state = 'awaiting_local', attempts = 0, last_error = NULL, local_index = NULL WHERE leaf_hash = ?", leaf); err != nil {
+		t.Fatal(err)
+	} else if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("%d rows for the logged entry", n)
+	}
+	never := sha256.Sum256([]byte("never logged, old"))
+	young := sha256.Sum256([]byte("never logged, young"))
+	if _, err := db.Exec("INSERT INTO upstream_outbox (api, leaf_hash, body, state, created_at) VALUES"+
+		" ('v1', ?, ?, 'awaiting_local', NOW(6) - INTERVAL 2 HOUR), ('v1', ?, ?, 'awaiting_local', NOW(6))",
+		never[:], reqs[0], young[:], reqs[1]); err != nil {
+		t.Fatal(err)
+	}
+
+	e.up.Restart()
+	e.local.Restart()
+	waitFor(t, "the logged entry to be forwarded", 20*time.Second, func() bool {
+		return metric(t, e.local.URL, `logserver_upstream_forwarded_total{log="v1"}`) == 1
+	})
+	waitFor(t, "the old leftover to be dropped", 20*time.Second, func() bool {
+		return metric(t, e.local.URL, `logserver_upstream_dropped_total{log="v1"}`) == 1
+	})
+	var le models.LogEntry
+	if code := get(t, e.up.URL+"/api/v1/log/entries/"+logged.leaf, &le); code != http.StatusOK {
+		t.Fatalf("the logged entry is not upstream: %d", code)
+	}
+	p := list(t, e.local.URL, "pending")
+	if p.Pending != 1 || len(p.Entries) != 1 || p.Entries[0].LeafHash != hex.EncodeToString(young[:]) || p.Entries[0].LocalIndex != nil {
+		t.Fatalf("pending after the restart: %+v (want only the young leftover, not in the local log)", p)
+	}
+	if code := get(t, e.local.URL+"/api/v1/upstream/entries/"+hex.EncodeToString(never[:]), nil); code != http.StatusNotFound {
+		t.Fatalf("the old leftover: %d, want 404", code)
+	}
+}
