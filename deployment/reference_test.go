@@ -138,7 +138,7 @@ the defaults written here.
 		srcs        map[string]*source
 	}{
 		{"logserver (`logserver.yaml`, `logserver -config FILE`)", "logserver/config/config.go",
-			map[string]*source{"": parse(t, "logserver/config/config.go")}},
+			map[string]*source{"": parse(t, "logserver/config/config.go", "logserver/config/upstream.go"), "retry": parse(t, "internal/retry/retry.go")}},
 		{"signer (`signer.yaml`, `signer serve -config FILE`)", "signer/server/config.go",
 			map[string]*source{"": parse(t, "signer/server/config.go"), "pkcs11": parse(t, "signer/pkcs11/token.go")}},
 		{"witness (`witness.yaml`, `witness serve -c FILE`)", "witness/config/config.go",
