@@ -117,6 +117,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&c.Dir, "dir", "", "mirror directory")
 	fs.StringVar(&c.PolicyFile, "policy", "", "c2sp.org/tlog-policy file: log vkey, witness vkeys, quorum")
 	fs.StringVar(&c.CheckpointURL, "checkpoint-url", "", "rekor-v1: a cosigned C2SP checkpoint of the same tree to snapshot (e.g. <source>/checkpoint)")
+	fs.StringVar(&c.PendingURL, "pending-url", "", "our logserver's upstream replay list (<logserver>/api/v1/upstream/entries[?log=v1|v2]): kept in each snapshot as pending.json")
 	fs.StringVar(&c.Origin, "origin", "", "pin the checkpoint origin (default: the key name, or <key name> - <tree ID>)")
 	fs.DurationVar(&c.Every, "every", 0, "run as a daemon, exporting every interval (e.g. 24h)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "daemon: serve Prometheus /metrics on this address")

@@ -93,6 +93,14 @@ func printKit(w io.Writer, r *kit.Report) {
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "  FAIL %s\n", e)
 	}
+	if p := r.Pending; p != nil {
+		if p.Count == 0 {
+			fmt.Fprintf(w, "  upstream replay: no entries pending (snapshot %s, listed %s)\n", p.Snapshot, p.FetchedAt.Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(w, "  PENDING upstream replay: %d entries not yet in the upstream log (snapshot %s, listed %s), oldest since %s (%.1f h); see snapshots/%s/pending.json\n",
+				p.Count, p.Snapshot, p.FetchedAt.Format(time.RFC3339), p.Oldest.Format(time.RFC3339), p.OldestAgeHours, p.Snapshot)
+		}
+	}
 	if r.OK {
 		fmt.Fprintf(w, "VERIFIED: %d snapshots, signatures, quorum, chain consistency and tiles\n", len(r.Snapshots))
 	} else {

@@ -33,6 +33,13 @@ type Config struct {
 	// Rekor signed tree head must verify too (list both log keys in the
 	// policy) and be the same tree or a consistent extension of it.
 	CheckpointURL string
+	// PendingURL is our logserver's upstream replay list
+	// (<logserver>/api/v1/upstream/entries, optionally with log=v1 or
+	// log=v2). Each snapshot then keeps, as pending.json, the entries the
+	// log had not yet replayed to its upstream (transparency_pending), so
+	// an offline kit lists them; a failure to fetch it fails the export.
+	// Empty: no pending list.
+	PendingURL string
 	// Origin pins the checkpoint origin. Empty: the log key's name, or
 	// "<key name> - <tree ID>" (Rekor v1); the first snapshot's origin is
 	// then pinned by the chain.
@@ -73,6 +80,11 @@ func (c *Config) Validate() error {
 	c.Source = strings.TrimRight(c.Source, "/")
 	if c.CheckpointURL != "" && c.Kind != KindRekorV1 {
 		errs = append(errs, errors.New("checkpoint-url: only for kind rekor-v1"))
+	}
+	if c.PendingURL != "" {
+		if u, err := url.Parse(c.PendingURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("pending-url %q: want an http(s) URL", c.PendingURL))
+		}
 	}
 	if c.Dir == "" {
 		errs = append(errs, errors.New("dir: required"))

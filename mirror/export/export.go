@@ -50,6 +50,7 @@ type Exporter struct {
 	trust    *trust.Trust
 	dir      *store.Dir
 	src      source
+	fetch    *fetcher // HTTP with retries (the pending list)
 	log      *slog.Logger
 	progress *progress
 	metrics  *Metrics
@@ -96,6 +97,7 @@ func New(cfg Config, logger *slog.Logger, progressOut io.Writer) (*Exporter, err
 		progress: newProgress(progressOut)}
 	client := &http.Client{Timeout: cfg.Timeout}
 	f := &fetcher{client: client, retries: cfg.Retries}
+	e.fetch = f
 	switch cfg.Kind {
 	case KindRekorV1:
 		e.src = &rekorSource{e: e, f: f, base: cfg.Source}
@@ -218,13 +220,19 @@ func (e *Exporter) run(ctx context.Context) (*Result, error) {
 		}
 		prf = p2a(p)
 	}
+	var pending *snapshot.Pending
+	if e.cfg.PendingURL != "" {
+		if pending, err = e.fetchPending(ctx); err != nil {
+			return nil, fetchErr(err)
+		}
+	}
 	if err := e.commit(m, cp.Size); err != nil {
 		return nil, err
 	}
 	if err := e.writeTrust(); err != nil {
 		return nil, err
 	}
-	if err := snapshot.Write(e.dir.Root, &snapshot.Snapshot{Meta: meta, Checkpoint: raw, Proof: prf}); err != nil {
+	if err := snapshot.Write(e.dir.Root, &snapshot.Snapshot{Meta: meta, Checkpoint: raw, Proof: prf, Pending: pending}); err != nil {
 		return nil, err
 	}
 	log.InfoContext(ctx, "export: snapshot written", "snapshot", today, "previous_size", m, "fetched", fetched)

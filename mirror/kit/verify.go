@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -42,6 +43,23 @@ type Report struct {
 	Tree  *tree.Tree   `json:"-"`
 	// Verified are the checkpoints of the snapshots that verified.
 	Verified []*trust.Checkpoint `json:"-"`
+
+	// Pending, if the newest snapshot lists them (pending.json), sums up
+	// the entries the log had not yet replayed to its upstream log. They
+	// are not a failure: the kit's own log holds them.
+	Pending *PendingSummary `json:"pending,omitempty"`
+}
+
+// PendingSummary is the newest snapshot's pending.json in short.
+type PendingSummary struct {
+	Snapshot  string    `json:"snapshot"`
+	Source    string    `json:"source"`
+	FetchedAt time.Time `json:"fetched_at"`
+	Count     int       `json:"count"`
+	// Oldest is the creation time of the oldest pending entry and
+	// OldestAgeHours its age when the list was fetched.
+	Oldest         *time.Time `json:"oldest,omitempty"`
+	OldestAgeHours float64    `json:"oldest_age_hours"`
 }
 
 // SnapshotResult is one snapshot's verification.
@@ -112,6 +130,13 @@ func Verify(ctx context.Context, k *Kit, pins Pins) *Report {
 			sr.Errors = append(sr.Errors, err.Error())
 			r.Snapshots = append(r.Snapshots, sr)
 			continue
+		}
+		r.Pending = nil
+		if p := s.Pending; p != nil {
+			r.Pending = &PendingSummary{Snapshot: d, Source: p.Source, FetchedAt: p.FetchedAt, Count: p.Count, Oldest: p.Oldest}
+			if p.Oldest != nil {
+				r.Pending.OldestAgeHours = p.FetchedAt.Sub(*p.Oldest).Hours()
+			}
 		}
 		sr.Previous, sr.PreviousSize, sr.TakenAt = s.Meta.Previous, s.Meta.PreviousSize, s.Meta.TakenAt.UTC().Format("2006-01-02T15:04:05Z")
 		cp, err := t.Verify(s.Checkpoint)

@@ -9,6 +9,9 @@
 //	consistency    "consistency <old size> <new size>\n" then one base64
 //	               hash per line: the RFC 6962 proof from the previous snapshot
 //	snapshot.json  Meta
+//	pending.json   Pending, if the export was given the log's upstream
+//	               replay list: entries the log had not yet replayed to
+//	               its upstream (transparency_pending) at export time
 //
 // Contract: Write builds the directory under a temporary name and renames
 // it into place, so a snapshot is complete or absent; rewriting a day
@@ -57,6 +60,29 @@ type Snapshot struct {
 	Meta       Meta
 	Checkpoint []byte
 	Proof      [][32]byte
+	// Pending is nil when the export did not list pending entries.
+	Pending *Pending
+}
+
+// Pending is pending.json: the entries the logserver had logged but not
+// yet replayed to its upstream log when the snapshot was taken (its
+// GET /api/v1/upstream/entries?state=pending, every page).
+type Pending struct {
+	Source    string         `json:"source"`
+	FetchedAt time.Time      `json:"fetched_at"`
+	Count     int            `json:"count"`
+	Oldest    *time.Time     `json:"oldest,omitempty"`
+	Entries   []PendingEntry `json:"entries"`
+}
+
+// PendingEntry is one pending entry, with the logserver's field names.
+type PendingEntry struct {
+	Log        string    `json:"log"`
+	LeafHash   string    `json:"leafHash"`
+	LocalIndex *int64    `json:"localIndex,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	Attempts   int       `json:"attempts"`
+	LastError  string    `json:"lastError,omitempty"`
 }
 
 var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
@@ -103,6 +129,20 @@ func Read(fsys fs.FS, date string) (*Snapshot, error) {
 	}
 	if s.Proof, err = parseProof(cons, s.Meta.PreviousSize, s.Meta.Size); err != nil {
 		return nil, fmt.Errorf("snapshot %s: consistency: %w", date, err)
+	}
+	pend, err := fs.ReadFile(fsys, path.Join(dir, "pending.json"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		s.Pending = &Pending{}
+		if err := json.Unmarshal(pend, s.Pending); err != nil {
+			return nil, fmt.Errorf("snapshot %s: pending.json: %w", date, err)
+		}
+		if s.Pending.Count != len(s.Pending.Entries) {
+			return nil, fmt.Errorf("snapshot %s: pending.json: count %d, %d entries", date, s.Pending.Count, len(s.Pending.Entries))
+		}
 	}
 	return s, nil
 }
@@ -159,11 +199,19 @@ func Write(root string, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	for name, data := range map[string][]byte{
+	files := map[string][]byte{
 		"checkpoint":    s.Checkpoint,
 		"consistency":   marshalProof(s.Meta.PreviousSize, s.Meta.Size, s.Proof),
 		"snapshot.json": append(meta, '\n'),
-	} {
+	}
+	if s.Pending != nil {
+		p, err := json.MarshalIndent(s.Pending, "", "  ")
+		if err != nil {
+			return err
+		}
+		files["pending.json"] = append(p, '\n')
+	}
+	for name, data := range files {
 		if err := store.WriteFile(filepath.Join(tmp, name), data); err != nil {
 			return err
 		}
