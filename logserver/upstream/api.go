@@ -28,6 +28,9 @@ type Entry struct {
 	LastError     string    `json:"lastError,omitempty"`
 	UpstreamIndex *int64    `json:"upstreamIndex,omitempty"`
 	UpstreamUUID  string    `json:"upstreamUUID,omitempty"`
+	// UpstreamVerified: the upstream's answer was verified (see the
+	// package contract); false for a v2 409, which carries no proof.
+	UpstreamVerified bool `json:"upstreamVerified"`
 	// UpstreamTime is the upstream's integrated time (v1), Unix seconds.
 	UpstreamTime *int64     `json:"upstreamIntegratedTime,omitempty"`
 	ForwardedAt  *time.Time `json:"forwardedAt,omitempty"`
@@ -141,7 +144,7 @@ func (r *Replay) byLeaf(w http.ResponseWriter, req *http.Request) {
 func (r *Replay) query(req *http.Request, where string, args ...any) ([]Entry, error) {
 	ctx := req.Context()
 	rs, err := r.cfg.DB.QueryContext(ctx, "SELECT id, api, leaf_hash, state, local_index, "+micros("created_at")+", attempts, last_error,"+
-		" upstream_index, upstream_uuid, upstream_time, "+micros("forwarded_at")+" FROM upstream_outbox WHERE "+where, args...)
+		" upstream_index, upstream_uuid, upstream_time, upstream_verified, "+micros("forwarded_at")+" FROM upstream_outbox WHERE "+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +157,7 @@ func (r *Replay) query(req *http.Request, where string, args ...any) ([]Entry, e
 		var local, uidx, utime, fwd sql.NullInt64
 		var lastErr, uuid sql.NullString
 		var created int64
-		if err := rs.Scan(&e.ID, &e.Log, &leaf, &state, &local, &created, &e.Attempts, &lastErr, &uidx, &uuid, &utime, &fwd); err != nil {
+		if err := rs.Scan(&e.ID, &e.Log, &leaf, &state, &local, &created, &e.Attempts, &lastErr, &uidx, &uuid, &utime, &e.UpstreamVerified, &fwd); err != nil {
 			return nil, err
 		}
 		e.LeafHash = hex.EncodeToString(leaf)

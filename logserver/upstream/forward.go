@@ -277,6 +277,11 @@ func (f *forwarder) process(ctx context.Context, owner []byte, r row) outcome {
 		}
 	}
 	rc, err := f.sub.submit(ctx, r.body, e.Body)
+	if err != nil && ctx.Err() != nil {
+		// Shutting down: not the upstream's failure.
+		f.release(ctx, r, 0)
+		return outcome{}
+	}
 	var un *unavailableError
 	var ref *refusedError
 	switch {
@@ -370,8 +375,8 @@ func (f *forwarder) forwarded(ctx context.Context, r row, localIndex int64, rc R
 		it = rc.IntegratedTime
 	}
 	f.settle(ctx, "UPDATE upstream_outbox SET state = 'forwarded', body = '', attempts = attempts + 1, last_error = NULL,"+
-		" lease_owner = NULL, leased_until = NULL, local_index = ?, upstream_index = ?, upstream_uuid = ?, upstream_time = ?, forwarded_at = NOW(6)"+
-		" WHERE id = ? AND "+live, localIndex, idx, uuid, it, r.id)
+		" lease_owner = NULL, leased_until = NULL, local_index = ?, upstream_index = ?, upstream_uuid = ?, upstream_time = ?, upstream_verified = ?,"+
+		" forwarded_at = NOW(6) WHERE id = ? AND "+live, localIndex, idx, uuid, it, rc.Verified, r.id)
 	f.m.forwarded.WithLabelValues(string(f.log.API)).Inc()
 	f.m.lastSuccess.WithLabelValues(string(f.log.API)).SetToCurrentTime()
 	f.logger.Debug("upstream replay: forwarded", "leaf", fmt.Sprintf("%x", r.leaf), "local_index", localIndex, "upstream_index", rc.Index)
@@ -394,15 +399,16 @@ func (f *forwarder) record(ctx context.Context, r row, localIndex int64, attempt
 func (f *forwarder) known(ctx context.Context, leaf []byte) (Receipt, bool, error) {
 	var idx, it sql.NullInt64
 	var uuid sql.NullString
-	err := f.cfg.DB.QueryRowContext(ctx, "SELECT upstream_index, upstream_uuid, upstream_time FROM upstream_outbox"+
-		" WHERE api = ? AND leaf_hash = ? AND state = 'forwarded' LIMIT 1", string(f.log.API), leaf).Scan(&idx, &uuid, &it)
+	var verified bool
+	err := f.cfg.DB.QueryRowContext(ctx, "SELECT upstream_index, upstream_uuid, upstream_time, upstream_verified FROM upstream_outbox"+
+		" WHERE api = ? AND leaf_hash = ? AND state = 'forwarded' ORDER BY upstream_verified DESC LIMIT 1", string(f.log.API), leaf).Scan(&idx, &uuid, &it, &verified)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Receipt{}, false, nil
 	}
 	if err != nil {
 		return Receipt{}, false, err
 	}
-	rc := Receipt{Index: -1, UUID: uuid.String, IntegratedTime: it.Int64}
+	rc := Receipt{Index: -1, UUID: uuid.String, IntegratedTime: it.Int64, Verified: verified}
 	if idx.Valid {
 		rc.Index = idx.Int64
 	}

@@ -3,6 +3,7 @@ package upstream_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,11 +28,13 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sigstore/rekor/pkg/generated/models"
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/stellaops/tlog/internal/retry"
 	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/store"
 	"github.com/stellaops/tlog/logserver/upstream"
 	"github.com/stellaops/tlog/testing/entries"
 	"github.com/stellaops/tlog/testing/stack"
@@ -311,7 +315,7 @@ func TestReplayThroughOutage(t *testing.T) {
 	var byLeaf upstream.List
 	if code := get(t, e.local.URL+"/api/v1/upstream/entries/"+preLocal.leaf, &byLeaf); code != http.StatusOK ||
 		len(byLeaf.Entries) != 1 || byLeaf.Entries[0].Status != "forwarded" || byLeaf.Entries[0].UpstreamIndex == nil ||
-		*byLeaf.Entries[0].UpstreamIndex != 0 || !strings.HasSuffix(byLeaf.Entries[0].UpstreamUUID, upFirst.leaf) ||
+		*byLeaf.Entries[0].UpstreamIndex != 0 || !strings.HasSuffix(byLeaf.Entries[0].UpstreamUUID, upFirst.leaf) || !byLeaf.Entries[0].UpstreamVerified ||
 		byLeaf.Entries[0].UpstreamTime == nil {
 		t.Fatalf("entry the upstream had: %d %+v", code, byLeaf)
 	}
@@ -379,7 +383,7 @@ func TestReplayThroughOutage(t *testing.T) {
 	}
 	for i, w := range ws {
 		f := fwd.Entries[i+1]
-		if f.LeafHash != w.leaf || f.UpstreamIndex == nil {
+		if f.LeafHash != w.leaf || f.UpstreamIndex == nil || !f.UpstreamVerified {
 			t.Fatalf("forwarded %d: %+v", i, f)
 		}
 		switch w.api {
@@ -533,5 +537,131 @@ func TestCrashLeftovers(t *testing.T) {
 	}
 	if code := get(t, e.local.URL+"/api/v1/upstream/entries/"+hex.EncodeToString(never[:]), nil); code != http.StatusNotFound {
 		t.Fatalf("the old leftover: %d, want 404", code)
+	}
+}
+
+// A full outbox refuses local writes with 503 (never log what cannot be
+// replayed): nothing is logged locally.
+func TestOutboxFull(t *testing.T) {
+	e := newEnv(t)
+	e.up.Stop()
+	e.startLocal(t, e.up.URL, e.up.URL, func(c *config.Config) { c.Upstream.MaxOutbox = 2 })
+	s, err := entries.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := v1Entries(t, s, "full")
+	writeV1(t, e.local.URL, reqs[0])
+	writeV1(t, e.local.URL, reqs[1])
+	a := post(t, e.local.URL+"/api/v1/log/entries", reqs[2])
+	if a.code != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" || !strings.Contains(string(a.body), "upstream replay") {
+		t.Fatalf("write into a full outbox: %d %q %s", a.code, a.header.Get("Retry-After"), a.body)
+	}
+	var info struct {
+		TreeSize int64 `json:"treeSize"`
+	}
+	if get(t, e.local.URL+"/api/v1/log", &info); info.TreeSize != 2 {
+		t.Fatalf("local tree size %d after the refusal, want 2", info.TreeSize)
+	}
+	if n := metric(t, e.local.URL, `logserver_upstream_outbox_full_total{log="v1"}`); n != 1 {
+		t.Fatalf("outbox_full_total %v", n)
+	}
+	// Once the upstream takes the backlog, writes are accepted again.
+	e.up.Restart()
+	waitFor(t, "the drain", 20*time.Second, func() bool { return list(t, e.local.URL, "pending").Pending == 0 })
+	waitFor(t, "room in the outbox", 10*time.Second, func() bool {
+		return post(t, e.local.URL+"/api/v1/log/entries", reqs[2]).code == http.StatusCreated
+	})
+}
+
+// budget admits the first n submissions, then says "not now" once for
+// wait, then admits everything; it records what it was asked.
+type budget struct {
+	mu       sync.Mutex
+	n        int
+	wait     time.Duration
+	calls    []string
+	deniedAt time.Time
+	after    time.Time // first admission after the denial
+}
+
+func (b *budget) Take(_ context.Context, tenant, tier string) (bool, time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, tenant+"/"+tier)
+	switch {
+	case len(b.calls) <= b.n:
+		return true, 0, nil
+	case b.deniedAt.IsZero():
+		b.deniedAt = time.Now()
+		return false, b.wait, nil
+	case b.after.IsZero():
+		b.after = time.Now()
+	}
+	return true, 0, nil
+}
+
+// The drain stays within the budget: a denial stops the forwarder for the
+// budget's Retry-After, and every submission is charged to the configured
+// tenant and tier. The package is driven directly (a fake budget, the
+// real database, store and upstream logserver).
+func TestDrainWithinBudget(t *testing.T) {
+	e := newEnv(t)
+	dsn := stack.TestDatabase(t, e.db, "local")
+	local := stack.StartLogserver(t, dsn, t.TempDir(), nil) // no upstream of its own
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	key, err := os.ReadFile(e.up.PublicKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(db)
+	b := &budget{n: 2, wait: 1500 * time.Millisecond}
+	pol := retry.Policy{InitialDelay: 50 * time.Millisecond}
+	if err := pol.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := upstream.New(upstream.Config{DB: db, Entries: st,
+		Logs:    []upstream.Log{{API: upstream.V1, URL: e.up.URL, Key: key, TreeID: st.ActiveTree}},
+		Timeout: 10 * time.Second, PollInterval: 50 * time.Millisecond, Grace: time.Hour, Retry: pol,
+		Tenant: "t1", Tier: "graph", Budget: b, MaxOutbox: 100, Parallel: 1, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := entries.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := r.Outbox(upstream.V1)
+	for i := range 5 {
+		pe, err := s.HashedRekord([]byte(fmt.Sprintf("budget %d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := json.Marshal(pe)
+		w := writeV1(t, local.URL, req)
+		leaf, _ := hex.DecodeString(w.leaf)
+		done, err := ob.Before(t.Context(), [32]byte(leaf), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done(true)
+	}
+	r.Start(t.Context())
+	defer r.Close()
+	waitFor(t, "all five upstream", 20*time.Second, func() bool {
+		v1, _ := upstreamSizes(t, e.up)
+		return v1 == 5
+	})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.calls) != 6 || b.calls[0] != "t1/graph" {
+		t.Fatalf("budget calls %v, want 6 (5 admitted, 1 denied) as t1/graph", b.calls)
+	}
+	if gap := b.after.Sub(b.deniedAt); gap < b.wait {
+		t.Fatalf("next submission %v after the budget said wait %v", gap, b.wait)
 	}
 }

@@ -12,6 +12,9 @@
 --              (transparency_pending). 'forwarded': the upstream has it.
 --              'failed': the upstream refused it (last_error says why);
 --              kept for the operator.
+--   upstream_*  what the upstream recorded; upstream_verified: its answer
+--              was verified (body, inclusion proof, checkpoint, SET); a v2
+--              409 carries no proof and is recorded unverified.
 --   leased_until, lease_owner: a forwarder's claim (several replicas may
 --              share the database); an expired lease is free again.
 CREATE TABLE IF NOT EXISTS upstream_outbox (
@@ -30,6 +33,7 @@ CREATE TABLE IF NOT EXISTS upstream_outbox (
   upstream_index    BIGINT NULL,
   upstream_uuid     VARCHAR(80) NULL,
   upstream_time     BIGINT NULL,
+  upstream_verified BOOLEAN NOT NULL DEFAULT FALSE,
   forwarded_at      TIMESTAMP(6) NULL,
   PRIMARY KEY (id),
   KEY upstream_outbox_due (api, state, next_attempt_at, id),
