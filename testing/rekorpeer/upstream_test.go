@@ -116,7 +116,7 @@ func TestUpstreamReplayToRekor(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	for i, e := range l.Entries {
-		if e.Status != "forwarded" || e.UpstreamIndex == nil || e.UpstreamTime == nil || !strings.HasSuffix(e.UpstreamUUID, e.LeafHash) {
+		if e.Status != "forwarded" || !e.UpstreamVerified || e.UpstreamIndex == nil || e.UpstreamTime == nil || !strings.HasSuffix(e.UpstreamUUID, e.LeafHash) {
 			t.Fatalf("entry %d: %+v", i, e)
 		}
 		code, _, body := getRaw(t, rk.URL+"/api/v1/log/entries/"+e.LeafHash)
