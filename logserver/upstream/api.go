@@ -17,8 +17,11 @@ type Entry struct {
 	ID       int64  `json:"id"`
 	Log      string `json:"log"`      // "v1" or "v2": the local log
 	LeafHash string `json:"leafHash"` // hex; the entry's Rekor UUID
-	// Status is transparency_pending (waiting for the upstream), failed
-	// (refused by it, see lastError) or forwarded.
+	// Status is transparency_pending (logged locally, waiting for the
+	// upstream), awaiting_local (the local write has not completed, or the
+	// process died before it did: forwarded if the entry appears, dropped
+	// after the grace if not), failed (refused by the upstream, or its
+	// answer did not verify: see lastError) or forwarded.
 	Status string `json:"status"`
 	// LocalIndex is the entry's index in the local log; absent while the
 	// local write has not completed.
@@ -161,9 +164,9 @@ func (r *Replay) query(req *http.Request, where string, args ...any) ([]Entry, e
 			return nil, err
 		}
 		e.LeafHash = hex.EncodeToString(leaf)
-		e.Status = map[string]string{"awaiting_local": "transparency_pending", "pending": "transparency_pending"}[state]
-		if e.Status == "" {
-			e.Status = state
+		e.Status = state
+		if state == "pending" {
+			e.Status = "transparency_pending"
 		}
 		e.CreatedAt = time.UnixMicro(created).UTC()
 		e.LastError, e.UpstreamUUID = lastErr.String, uuid.String
@@ -202,6 +205,9 @@ func (r *Replay) query(req *http.Request, where string, args ...any) ([]Entry, e
 			leaf, _ := hex.DecodeString(e.LeafHash)
 			if le, err := r.cfg.Entries.EntryByHash(ctx, id, leaf); err == nil {
 				e.LocalIndex = &le.Index
+				if e.Status == "awaiting_local" {
+					e.Status = "transparency_pending" // logged; the answer was lost
+				}
 			}
 		}
 	}

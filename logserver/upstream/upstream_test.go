@@ -532,7 +532,8 @@ func TestCrashLeftovers(t *testing.T) {
 		t.Fatalf("the logged entry is not upstream: %d", code)
 	}
 	p := list(t, e.local.URL, "pending")
-	if p.Pending != 1 || len(p.Entries) != 1 || p.Entries[0].LeafHash != hex.EncodeToString(young[:]) || p.Entries[0].LocalIndex != nil {
+	if p.Pending != 1 || len(p.Entries) != 1 || p.Entries[0].LeafHash != hex.EncodeToString(young[:]) || p.Entries[0].LocalIndex != nil ||
+		p.Entries[0].Status != "awaiting_local" {
 		t.Fatalf("pending after the restart: %+v (want only the young leftover, not in the local log)", p)
 	}
 	if code := get(t, e.local.URL+"/api/v1/upstream/entries/"+hex.EncodeToString(never[:]), nil); code != http.StatusNotFound {

@@ -44,7 +44,7 @@ func TestKitListsPendingEntries(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, p := range s.Pending.Entries {
-		if p.Log != "v1" || len(p.LeafHash) != 64 || p.LocalIndex == nil || seen[p.LeafHash] {
+		if p.Log != "v1" || len(p.LeafHash) != 64 || p.LocalIndex == nil || p.Status != "transparency_pending" || seen[p.LeafHash] {
 			t.Fatalf("pending entry %+v", p)
 		}
 		seen[p.LeafHash] = true

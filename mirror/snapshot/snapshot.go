@@ -79,6 +79,7 @@ type Pending struct {
 type PendingEntry struct {
 	Log        string    `json:"log"`
 	LeafHash   string    `json:"leafHash"`
+	Status     string    `json:"status"` // transparency_pending, or awaiting_local: not (yet) in the log
 	LocalIndex *int64    `json:"localIndex,omitempty"`
 	CreatedAt  time.Time `json:"createdAt"`
 	Attempts   int       `json:"attempts"`
