@@ -323,7 +323,7 @@ const live = "state IN ('awaiting_local', 'pending')"
 // claim leases up to Parallel due rows, oldest first.
 func (f *forwarder) claim(ctx context.Context) ([]row, []byte, error) {
 	owner := newOwner()
-	lease := f.cfg.Timeout*3 + time.Minute
+	lease := f.cfg.Timeout*2 + 10*time.Second // a submission and its 409 read-back
 	if _, err := f.cfg.DB.ExecContext(ctx, "UPDATE upstream_outbox SET lease_owner = ?, leased_until = NOW(6) + INTERVAL ? MICROSECOND"+
 		" WHERE api = ? AND "+live+" AND next_attempt_at <= NOW(6) AND (leased_until IS NULL OR leased_until < NOW(6))"+
 		" ORDER BY id LIMIT ?", owner, lease.Microseconds(), string(f.log.API), f.cfg.Parallel); err != nil {

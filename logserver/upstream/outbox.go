@@ -33,7 +33,8 @@
 //     that do not verify, mark the row failed with the reason, kept for
 //     the operator.
 //   - Several replicas may share the database: a forwarder claims rows
-//     with a lease (lease_owner, leased_until); an expired lease is free.
+//     with a lease (lease_owner, leased_until) of twice the request timeout
+//     plus 10s; an expired lease (a forwarder that died) is free again.
 package upstream
 
 import (

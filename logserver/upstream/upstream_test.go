@@ -20,10 +20,12 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -665,4 +667,137 @@ func TestDrainWithinBudget(t *testing.T) {
 	if gap := b.after.Sub(b.deniedAt); gap < b.wait {
 		t.Fatalf("next submission %v after the budget said wait %v", gap, b.wait)
 	}
+}
+
+// SIGKILL of the replaying logserver (a real process) under concurrent
+// hashedrekord and dsse writes while it forwards: after a restart every
+// entry of the local log, acknowledged or not, reaches the upstream, and
+// nothing else does (the upstream's size is the local log's); rows the
+// crash left without a local entry are dropped after the grace.
+func TestKillUnderLoad(t *testing.T) {
+	e := newEnv(t)
+	dsn := stack.TestDatabase(t, e.db, "local")
+	dir := t.TempDir()
+	ports, err := stack.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	cfgPath := filepath.Join(dir, "logserver.yaml")
+	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nhostname: stella.test\ndatabase:\n  dsn: %q\n  allow_non_durable: true\n"+
+		"key:\n  file: %q\n  create: true\nsequencer:\n  interval: 20ms\n"+
+		"upstream:\n  v1: {url: %q, public_key_file: %q}\n  timeout: 2s\n  poll_interval: 50ms\n  grace: 15s\n"+
+		"  retry: {initial_delay: 100ms, max_delay: 500ms}\n",
+		ports[0], dsn, filepath.Join(dir, "log-key.pem"), e.up.URL, e.up.PublicKeyFile)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the child logserver", 2*time.Minute, func() bool {
+			r, err := http.Get(base + "/readyz")
+			if err != nil {
+				return false
+			}
+			r.Body.Close()
+			return r.StatusCode == http.StatusOK
+		})
+		return cmd
+	}
+	child := start()
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+
+	s, err := entries.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	acked := map[string][]byte{} // leaf -> canonical body
+	var seq atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := seq.Add(1)
+				var pe models.ProposedEntry
+				var err error
+				if w%2 == 0 {
+					pe, err = s.HashedRekord([]byte(fmt.Sprintf("kill %d", n)))
+				} else {
+					pe, err = s.DSSE([]byte(fmt.Sprintf("kill %d", n)))
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req, _ := json.Marshal(pe)
+				resp, err := http.Post(base+"/api/v1/log/entries", "application/json", bytes.NewReader(req))
+				if err != nil {
+					continue // killed mid-request: not acknowledged
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					continue
+				}
+				var le models.LogEntry
+				if json.Unmarshal(body, &le) != nil {
+					continue
+				}
+				for id, v := range le {
+					b, _ := base64.StdEncoding.DecodeString(v.Body.(string))
+					mu.Lock()
+					acked[id[len(id)-64:]] = b
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(3 * time.Second)
+	child.Process.Kill() // SIGKILL
+	child.Wait()
+	close(stop)
+	wg.Wait()
+	child = start()
+	if len(acked) < 20 {
+		t.Fatalf("only %d entries acknowledged under load", len(acked))
+	}
+	waitFor(t, "the drain after the restart", 2*time.Minute, func() bool { return list(t, base, "pending").Pending == 0 })
+
+	var info struct {
+		TreeSize int64 `json:"treeSize"`
+	}
+	get(t, base+"/api/v1/log", &info)
+	upSize, _ := upstreamSizes(t, e.up)
+	if upSize != info.TreeSize {
+		t.Fatalf("upstream has %d entries, the local log %d", upSize, info.TreeSize)
+	}
+	for leaf, body := range acked {
+		var le models.LogEntry
+		if code := get(t, e.up.URL+"/api/v1/log/entries/"+leaf, &le); code != http.StatusOK {
+			t.Fatalf("acknowledged entry %s is not upstream: %d", leaf, code)
+		}
+		for _, v := range le {
+			b, _ := base64.StdEncoding.DecodeString(v.Body.(string))
+			if !bytes.Equal(b, body) {
+				t.Fatalf("upstream entry %s differs", leaf)
+			}
+		}
+	}
+	fwd := list(t, base, "forwarded")
+	t.Logf("%d acknowledged, local size %d, upstream size %d, %d rows forwarded, %v dropped", len(acked), info.TreeSize, upSize,
+		len(fwd.Entries), metric(t, base, `logserver_upstream_dropped_total{log="v1"}`))
 }
