@@ -801,3 +801,65 @@ func TestKillUnderLoad(t *testing.T) {
 	t.Logf("%d acknowledged, local size %d, upstream size %d, %d rows forwarded, %v dropped", len(acked), info.TreeSize, upSize,
 		len(fwd.Entries), metric(t, base, `logserver_upstream_dropped_total{log="v1"}`))
 }
+
+// An upstream that refuses an entry (a 4xx other than 409 and 429) marks
+// it failed with the reason; an answer that does not verify with the
+// configured key (here: another log's key) marks it failed as unverified.
+// Both are kept and listed for the operator, and nothing retries them.
+func TestRefusedAndUnverified(t *testing.T) {
+	e := newEnv(t)
+	target, _ := url.Parse(e.up.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var v2Posts atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/api/v2/log/entries" {
+			v2Posts.Add(1)
+			http.Error(w, `{"code":3,"message":"invalid hashedrekord request"}`, http.StatusBadRequest)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	e.startLocal(t, e.up.URL, front.URL, func(c *config.Config) {
+		// The local log's own key stands for a wrong upstream key.
+		c.Upstream.V1.PublicKeyFile = c.Key.PublicKeyFile
+	})
+	s, err := entries.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1 := writeV1(t, e.local.URL, v1Entries(t, s, "unverified")[0])
+	w2 := writeV2(t, e.local.URL, v2HashedRekord(t, newKey(t), "refused"))
+	waitFor(t, "both to fail", 20*time.Second, func() bool { return len(list(t, e.local.URL, "failed").Entries) == 2 })
+	failed := list(t, e.local.URL, "failed").Entries
+	for _, f := range failed {
+		switch f.LeafHash {
+		case w1.leaf:
+			if f.Status != "failed" || !strings.Contains(f.LastError, "does not verify") || f.Attempts != 1 {
+				t.Fatalf("unverified: %+v", f)
+			}
+		case w2.leaf:
+			if f.Status != "failed" || !strings.Contains(f.LastError, "400") || !strings.Contains(f.LastError, "invalid hashedrekord request") || f.Attempts != 1 {
+				t.Fatalf("refused: %+v", f)
+			}
+		default:
+			t.Fatalf("failed row %+v", f)
+		}
+	}
+	if n := metric(t, e.local.URL, `logserver_upstream_attempt_failures_total{log="v1",reason="unverified"}`); n != 1 {
+		t.Fatalf("unverified failures %v", n)
+	}
+	if n := metric(t, e.local.URL, `logserver_upstream_attempt_failures_total{log="v2",reason="refused"}`); n != 1 {
+		t.Fatalf("refused failures %v", n)
+	}
+	if g := metric(t, e.local.URL, `logserver_upstream_failed_entries{log="v2"}`); g != 1 {
+		t.Fatalf("failed gauge %v", g)
+	}
+	time.Sleep(500 * time.Millisecond) // several poll intervals: no retry
+	if n := v2Posts.Load(); n != 1 {
+		t.Fatalf("%d POSTs of a refused entry, want 1", n)
+	}
+	if p := list(t, e.local.URL, "pending"); p.Pending != 0 {
+		t.Fatalf("pending %+v", p)
+	}
+}
