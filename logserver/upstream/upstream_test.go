@@ -42,19 +42,19 @@ import (
 	"github.com/stellaops/tlog/testing/stack"
 )
 
-// env is two logservers on one MariaDB, each on its own database: up (the
-// upstream, Rekor v1 and v2 logs) and local, which replays to up.
+// env is two logservers on the package's MariaDB, each on its own
+// database: up (the upstream, Rekor v1 and v2 logs) and local, which
+// replays to up.
 type env struct {
-	db       *stack.MariaDB
 	up       *stack.Logserver
 	upDir    string
 	local    *stack.Logserver
 	localDSN string
 }
 
-func startUpstream(t *testing.T, db *stack.MariaDB) (*stack.Logserver, string) {
+func startUpstream(t *testing.T) (*stack.Logserver, string) {
 	dir := t.TempDir()
-	up := stack.StartLogserver(t, stack.TestDatabase(t, db, "up"), dir, func(c *config.Config) {
+	up := stack.StartLogserver(t, newDatabase(t, "up"), dir, func(c *config.Config) {
 		c.Hostname = "up.test"
 		c.RekorV2 = &config.RekorV2{URL: "http://up2.test", KeyFile: filepath.Join(dir, "v2.pem"), CreateKey: true,
 			VKeyFile: filepath.Join(dir, "v2.vkey")}
@@ -65,7 +65,7 @@ func startUpstream(t *testing.T, db *stack.MariaDB) (*stack.Logserver, string) {
 // startLocal starts the replaying logserver; upV1 and upV2 are the
 // upstream URLs its v1 and v2 logs replay to.
 func (e *env) startLocal(t *testing.T, upV1, upV2 string, mutate func(*config.Config)) {
-	e.localDSN = stack.TestDatabase(t, e.db, "local")
+	e.localDSN = newDatabase(t, "local")
 	dir := t.TempDir()
 	e.local = stack.StartLogserver(t, e.localDSN, dir, func(c *config.Config) {
 		c.RekorV2 = &config.RekorV2{URL: "http://local2.test", KeyFile: filepath.Join(dir, "v2.pem"), CreateKey: true}
@@ -83,8 +83,8 @@ func (e *env) startLocal(t *testing.T, upV1, upV2 string, mutate func(*config.Co
 }
 
 func newEnv(t *testing.T) *env {
-	e := &env{db: stack.TestMariaDB(t, false)}
-	e.up, e.upDir = startUpstream(t, e.db)
+	e := &env{}
+	e.up, e.upDir = startUpstream(t)
 	return e
 }
 
@@ -610,7 +610,7 @@ func (b *budget) Take(_ context.Context, tenant, tier string) (bool, time.Durati
 // real database, store and upstream logserver).
 func TestDrainWithinBudget(t *testing.T) {
 	e := newEnv(t)
-	dsn := stack.TestDatabase(t, e.db, "local")
+	dsn := newDatabase(t, "local")
 	local := stack.StartLogserver(t, dsn, t.TempDir(), nil) // no upstream of its own
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
@@ -676,7 +676,7 @@ func TestDrainWithinBudget(t *testing.T) {
 // crash left without a local entry are dropped after the grace.
 func TestKillUnderLoad(t *testing.T) {
 	e := newEnv(t)
-	dsn := stack.TestDatabase(t, e.db, "local")
+	dsn := newDatabase(t, "local")
 	dir := t.TempDir()
 	ports, err := stack.FreePorts(1)
 	if err != nil {
