@@ -44,8 +44,9 @@ type List struct {
 	Entries []Entry `json:"entries"`
 	// Next, if set, is the after= of the next page.
 	Next string `json:"next,omitempty"`
-	// Pending counts every transparency_pending row (all pages) and
-	// OldestPending is the oldest one's creation time.
+	// Pending counts every row still waiting (transparency_pending and
+	// awaiting_local, all pages; of the log= given) and OldestPending is
+	// the oldest one's creation time.
 	Pending       int64      `json:"pending"`
 	OldestPending *time.Time `json:"oldestPending,omitempty"`
 }
@@ -82,12 +83,14 @@ func (r *Replay) list(w http.ResponseWriter, req *http.Request) {
 	}
 	where := []string{cond}
 	var args []any
+	countWhere, countArgs := states["pending"], []any{}
 	if l := q.Get("log"); l != "" {
 		if r.outbox[API(l)] == nil {
 			httpError(w, http.StatusBadRequest, "log %q: not replayed here (configured: %s)", l, r.apis())
 			return
 		}
 		where, args = append(where, "api = ?"), append(args, l)
+		countWhere, countArgs = countWhere+" AND api = ?", append(countArgs, l)
 	}
 	after, err := intParam(q.Get("after"), 0)
 	if err != nil {
@@ -112,7 +115,7 @@ func (r *Replay) list(w http.ResponseWriter, req *http.Request) {
 		out.Next = strconv.FormatInt(out.Entries[limit-1].ID, 10)
 	}
 	var oldest sql.NullInt64
-	if err := r.cfg.DB.QueryRowContext(req.Context(), "SELECT COUNT(*), "+micros("MIN(created_at)")+" FROM upstream_outbox WHERE "+states["pending"]).
+	if err := r.cfg.DB.QueryRowContext(req.Context(), "SELECT COUNT(*), "+micros("MIN(created_at)")+" FROM upstream_outbox WHERE "+countWhere, countArgs...).
 		Scan(&out.Pending, &oldest); err != nil {
 		httpError(w, http.StatusInternalServerError, "listing the upstream outbox failed")
 		r.cfg.Logger.Error("upstream replay: list", "error", err)

@@ -364,6 +364,17 @@ func TestReplayThroughOutage(t *testing.T) {
 	if attempted == 0 {
 		t.Fatal("no pending entry records an attempt")
 	}
+	var v2Only upstream.List
+	if get(t, e.local.URL+"/api/v1/upstream/entries?state=pending&log=v2", &v2Only); v2Only.Pending != 2 || len(v2Only.Entries) != 2 || v2Only.Entries[0].Log != "v2" {
+		t.Fatalf("pending of the v2 log: %+v", v2Only)
+	}
+	var page upstream.List
+	if get(t, e.local.URL+"/api/v1/upstream/entries?state=pending&limit=2", &page); len(page.Entries) != 2 || page.Next == "" {
+		t.Fatalf("first page of 2: %+v", page)
+	}
+	if code := get(t, e.local.URL+"/api/v1/upstream/entries?state=bogus", nil); code != http.StatusBadRequest {
+		t.Fatalf("state=bogus: %d", code)
+	}
 	if v1, v2 := metric(t, e.local.URL, `logserver_upstream_pending_entries{log="v1"}`), metric(t, e.local.URL, `logserver_upstream_pending_entries{log="v2"}`); v1 != 3 || v2 != 2 {
 		t.Fatalf("pending gauges v1 %v v2 %v, want 3 and 2", v1, v2)
 	}
