@@ -67,12 +67,19 @@ func walk(b *bytes.Buffer, srcs map[string]*source, pkg, name, prefix string, de
 		return
 	}
 	for _, f := range st.Fields.List {
-		if f.Tag == nil || len(f.Names) == 0 {
+		if f.Tag == nil {
 			continue
 		}
 		tag := reflect.StructTag(strings.Trim(f.Tag.Value, "`")).Get("yaml")
-		key, _, _ := strings.Cut(tag, ",")
-		if key == "" || key == "-" {
+		key, opts, _ := strings.Cut(tag, ",")
+		if key == "" && opts == "inline" {
+			// An inlined struct's keys are this struct's.
+			if _, inner, innerPkg, _ := describe(f.Type, pkg); inner != "" {
+				walk(b, srcs, innerPkg, inner, prefix, depth+1)
+			}
+			continue
+		}
+		if key == "" || key == "-" || len(f.Names) == 0 {
 			continue
 		}
 		typ, inner, innerPkg, list := describe(f.Type, pkg)
@@ -133,16 +140,18 @@ volume; edit the service's Config struct comments, not this file.
 Durations are Go duration strings ("20ms", "5s", "2m"); omitted fields take
 the defaults written here.
 `)
+	client, service := parse(t, "signer/client/config.go"), parse(t, "internal/service/service.go")
 	for _, svc := range []struct {
 		title, file string
 		srcs        map[string]*source
 	}{
 		{"logserver (`logserver.yaml`, `logserver -config FILE`)", "logserver/config/config.go",
-			map[string]*source{"": parse(t, "logserver/config/config.go", "logserver/config/upstream.go"), "retry": parse(t, "internal/retry/retry.go")}},
+			map[string]*source{"": parse(t, "logserver/config/config.go", "logserver/config/upstream.go"), "retry": parse(t, "internal/retry/retry.go"),
+				"signerclient": client, "service": service}},
 		{"signer (`signer.yaml`, `signer serve -config FILE`)", "signer/server/config.go",
-			map[string]*source{"": parse(t, "signer/server/config.go"), "pkcs11": parse(t, "signer/pkcs11/token.go")}},
+			map[string]*source{"": parse(t, "signer/server/config.go"), "pkcs11": parse(t, "signer/pkcs11/token.go"), "service": service}},
 		{"witness (`witness.yaml`, `witness serve -c FILE`)", "witness/config/config.go",
-			map[string]*source{"": parse(t, "witness/config/config.go")}},
+			map[string]*source{"": parse(t, "witness/config/config.go"), "client": client, "service": service}},
 	} {
 		fmt.Fprintf(&b, "\n## %s\n\nSource: [`%s`](../%s).\n\n", svc.title, svc.file, svc.file)
 		if d := strings.TrimSpace(svc.srcs[""].docs["Config"]); d != "" {

@@ -70,6 +70,7 @@ import (
 	lsconfig "github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/witnessing"
 	"github.com/stellaops/tlog/signer/audit"
+	signerclient "github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/signer/note"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/signer/server"
@@ -608,8 +609,8 @@ func (b *run) configs(context.Context) error {
 	if err := b.write(policyV2File, b.policy(b.r.V2NoteVKey), 0o644); err != nil {
 		return err
 	}
-	signerKey := func(key string) *lsconfig.SignerKey {
-		return &lsconfig.SignerKey{URL: p.SignerURL, TokenFile: filepath.Join(p.LogserverDir, "secrets", "signer-token"), Key: key}
+	signerKey := func(key string) *signerclient.Config {
+		return &signerclient.Config{URL: p.SignerURL, TokenFile: filepath.Join(p.LogserverDir, "secrets", "signer-token"), Key: key}
 	}
 	lc := lsconfig.Config{
 		Listen: p.LogserverListen, DebugListen: p.LogserverDebugListen, Hostname: p.Hostname,
@@ -646,7 +647,7 @@ func (b *run) configs(context.Context) error {
 
 	wc := wconfig.Config{
 		Name: p.WitnessName,
-		Signer: &wconfig.SignerKey{URL: p.SignerURL, TokenFile: filepath.Join(p.WitnessDir, "secrets", "signer-token"), Key: WitnessKeyName,
+		Signer: &wconfig.SignerKey{Config: signerclient.Config{URL: p.SignerURL, TokenFile: filepath.Join(p.WitnessDir, "secrets", "signer-token"), Key: WitnessKeyName},
 			MaxInFlight: 32},
 		DBFile:    filepath.Join(p.WitnessDir, "witness.db"),
 		Listen:    p.WitnessListen,

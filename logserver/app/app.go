@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -116,7 +115,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		return nil, err
 	}
 
-	key, err := openKey(ctx, cfg.Key)
+	key, err := openKey(ctx, cfg.Key, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -305,31 +304,19 @@ func (a *App) startWitnessing(ctx context.Context, cfg *config.Config, signer *w
 	return nil
 }
 
-// openKey opens the log key: in the signer service, or a PEM file.
-func openKey(ctx context.Context, k config.Key) (logkey.Signer, error) {
+// openKey opens a key (the log key, a TUF key): in the signer service
+// (waiting for a starting signer, signerclient.Open), or a PEM file.
+func openKey(ctx context.Context, k config.Key, logger *slog.Logger) (logkey.Signer, error) {
 	if k.Signer == nil {
 		return logkey.OpenFile(k.File, k.Create)
 	}
-	tok, err := os.ReadFile(k.Signer.TokenFile)
+	c, err := signerclient.Open(ctx, *k.Signer, logger)
 	if err != nil {
-		return nil, fmt.Errorf("key.signer.token_file: %w", err)
+		return nil, err
 	}
-	c := signerclient.New(k.Signer.URL, strings.TrimSpace(string(tok)), &http.Client{Timeout: k.Signer.Timeout})
-	var ds *signerclient.DigestSigner
-	// The signer may still be starting (make run, compose): wait for it.
-	for {
-		if ds, err = c.NewDigestSigner(ctx, k.Signer.Key); err == nil {
-			break
-		}
-		var ce *signerclient.Error
-		if errors.As(err, &ce) && ce.Status < 500 {
-			return nil, fmt.Errorf("key %q from signer %s: %w", k.Signer.Key, k.Signer.URL, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("key %q from signer %s: %w", k.Signer.Key, k.Signer.URL, err)
-		case <-time.After(time.Second):
-		}
+	ds, err := c.NewDigestSigner(ctx, k.Signer.Key)
+	if err != nil {
+		return nil, fmt.Errorf("key %q from signer %s: %w", k.Signer.Key, k.Signer.URL, err)
 	}
 	if pub, ok := ds.Public().(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
 		return nil, fmt.Errorf("signer key %q is not ECDSA P-256, which the log key must be (clients verify SETs only with ECDSA)", k.Signer.Key)

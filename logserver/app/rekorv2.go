@@ -8,8 +8,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -55,11 +53,10 @@ func (a *App) startRekorV2(ctx context.Context, cfg *config.Config, dsn string, 
 	a.v2 = v
 	var key crypto.Signer
 	if c.Signer != nil {
-		tok, err := os.ReadFile(c.Signer.TokenFile)
+		sc, err := signerclient.Open(ctx, *c.Signer, a.log)
 		if err != nil {
-			return fmt.Errorf("rekor_v2.signer.token_file: %w", err)
+			return fmt.Errorf("rekor_v2.signer: %w", err)
 		}
-		sc := signerclient.New(c.Signer.URL, strings.TrimSpace(string(tok)), &http.Client{Timeout: c.Signer.Timeout})
 		if key, err = rekorv2.OpenSignerKey(ctx, sc, c.Signer.Key, c.Origin(), c.Signer.Timeout); err != nil {
 			return fmt.Errorf("rekor_v2.signer: %w", err)
 		}

@@ -26,11 +26,11 @@ const (
 // trust.tuf.path and keeps its timestamp fresh until close.
 func (a *App) startTUF(ctx context.Context, tc *config.Trust, trustedRoot, signingConfig []byte, reg prometheus.Registerer, mux *http.ServeMux) error {
 	t := tc.TUF
-	rootKey, err := openKey(ctx, t.RootKey)
+	rootKey, err := openKey(ctx, t.RootKey, a.log)
 	if err != nil {
 		return fmt.Errorf("trust.tuf.root_key: %w", err)
 	}
-	onlineKey, err := openKey(ctx, t.OnlineKey)
+	onlineKey, err := openKey(ctx, t.OnlineKey, a.log)
 	if err != nil {
 		return fmt.Errorf("trust.tuf.online_key: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellaops/tlog/logserver/tlogtiles"
+	signerclient "github.com/stellaops/tlog/signer/client"
 )
 
 // Config is the whole logserver configuration.
@@ -92,7 +93,7 @@ type RekorV2 struct {
 	// checkpoint. The token needs scope sign:checkpoint. Its newest active
 	// version signs (chosen at start); the trusted root lists all its
 	// versions with their windows (key rotation: see README).
-	Signer *SignerKey `yaml:"signer"`
+	Signer *signerclient.Config `yaml:"signer"`
 	// KeyFile is the log's Ed25519 note key (PEM PKCS#8), instead of Signer.
 	KeyFile string `yaml:"key_file"`
 	// CreateKey generates KeyFile (mode 0600) on first start if missing.
@@ -231,12 +232,8 @@ func (k *Key) validate(name string, bad func(string, ...any)) {
 	case k.File != "" && k.Signer != nil:
 		bad("%s.file and %s.signer are exclusive", name, name)
 	case k.Signer != nil:
-		s := k.Signer
-		if s.URL == "" || s.TokenFile == "" || s.Key == "" {
-			bad("%s.signer needs url, token_file and key", name)
-		}
-		if s.Timeout == 0 {
-			s.Timeout = 10 * time.Second
+		if err := k.Signer.Check(name+".signer", 0); err != nil {
+			bad("%v", err)
 		}
 		if k.Create {
 			bad("%s.create applies to %s.file only (the signer's keys are made with `signer keys generate`)", name, name)
@@ -334,8 +331,9 @@ type Trillian struct {
 // (an HSM; production) or in a PEM file (development). Exactly one.
 type Key struct {
 	// Signer names the key in the signer service, which signs every SET and
-	// checkpoint of a sequencing pass in one batched call.
-	Signer *SignerKey `yaml:"signer"`
+	// checkpoint of a sequencing pass in one batched call (purpose
+	// digests, ECDSA P-256; token scope sign:digests).
+	Signer *signerclient.Config `yaml:"signer"`
 	// File is a PEM private key (PKCS#8 or SEC 1).
 	File string `yaml:"file"`
 	// Create generates the key into File on first start if it is missing.
@@ -343,20 +341,6 @@ type Key struct {
 	// PublicKeyFile, if set, receives the PEM public key at every start
 	// (what clients pin: rekor-cli, cosign's SIGSTORE_REKOR_PUBLIC_KEY).
 	PublicKeyFile string `yaml:"public_key_file"`
-}
-
-// SignerKey is a key held by the signer service.
-type SignerKey struct {
-	// URL is the signer's base URL, e.g. https://signer:8090.
-	URL string `yaml:"url"`
-	// TokenFile holds the logserver's bearer token (scope sign:digests).
-	TokenFile string `yaml:"token_file"`
-	// Key is the key's name in the signer's configuration (purpose
-	// digests, ECDSA P-256). Its newest active version is used; the public
-	// key is read from the signer at start-up.
-	Key string `yaml:"key"`
-	// Timeout bounds one signing call. Default 10s.
-	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Sequencer tunes batching and latency of writes.
@@ -635,10 +619,10 @@ func (c *Config) Validate() error {
 			bad("rekor_v2.key_file or rekor_v2.signer: required")
 		case v2.KeyFile != "" && v2.Signer != nil:
 			bad("rekor_v2.key_file and rekor_v2.signer are exclusive")
-		case v2.Signer != nil && (v2.Signer.URL == "" || v2.Signer.TokenFile == "" || v2.Signer.Key == ""):
-			bad("rekor_v2.signer: url, token_file and key are required")
-		case v2.Signer != nil && v2.Signer.Timeout == 0:
-			v2.Signer.Timeout = 10 * time.Second
+		case v2.Signer != nil:
+			if err := v2.Signer.Check("rekor_v2.signer", 0); err != nil {
+				bad("%v", err)
+			}
 		}
 		if v2.TilesPrefix == "" {
 			v2.TilesPrefix = "/api/v2/"

@@ -22,7 +22,7 @@ func TestTUF(t *testing.T) {
 		"no dir":        {"  tuf:\n" + keys, "trust.tuf.dir"},
 		"no root key":   {"  dir: d\n  tuf:\n    online_key: {file: o.pem}\n", "trust.tuf.root_key.file or trust.tuf.root_key.signer"},
 		"both":          {"  dir: d\n  tuf:\n    root_key: {file: r, signer: {url: u, token_file: t, key: k}}\n    online_key: {file: o}\n", "trust.tuf.root_key.file and"},
-		"signer no key": {"  dir: d\n  tuf:\n    root_key: {file: r}\n    online_key: {signer: {url: u, token_file: t}}\n", "trust.tuf.online_key.signer needs"},
+		"signer no key": {"  dir: d\n  tuf:\n    root_key: {file: r}\n    online_key: {signer: {url: u, token_file: t}}\n", "trust.tuf.online_key.signer: url, token_file and key are required"},
 		"bad path":      {"  dir: d\n  tuf:\n    path: tuf\n" + keys, "trust.tuf.path"},
 		"taken path":    {"  dir: d\n  tuf:\n    path: /trust/\n" + keys, "taken"},
 		"margin":        {"  dir: d\n  tuf:\n    timestamp_expiry: 1h\n    refresh_margin: 2h\n" + keys, "refresh_margin"},

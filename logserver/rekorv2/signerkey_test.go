@@ -87,7 +87,7 @@ func TestV2KeyInSigner(t *testing.T) {
 		t.Fatal(err)
 	}
 	ls := stack.StartLogserver(t, stack.TestDatabase(t, m, "v2hsm"), dir, func(c *config.Config) {
-		c.RekorV2 = &config.RekorV2{URL: "http://127.0.0.1", Signer: &config.SignerKey{URL: hs.URL, TokenFile: tokFile, Key: "rekor-v2"},
+		c.RekorV2 = &config.RekorV2{URL: "http://127.0.0.1", Signer: &client.Config{URL: hs.URL, TokenFile: tokFile, Key: "rekor-v2"},
 			PublicKeyFile: filepath.Join(dir, "v2.pub.pem")}
 	})
 	key := newKey(t)

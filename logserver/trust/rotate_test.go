@@ -99,7 +99,7 @@ func TestV2KeyRotation(t *testing.T) {
 	}
 	e := newEnv(t, func(c *config.Config) {
 		c.RekorV2.KeyFile, c.RekorV2.CreateKey = "", false
-		c.RekorV2.Signer = &config.SignerKey{URL: signerURL, TokenFile: tokFile, Key: "rekor-v2"}
+		c.RekorV2.Signer = &client.Config{URL: signerURL, TokenFile: tokFile, Key: "rekor-v2"}
 	})
 
 	// Before the rotation: both versions in the trusted root, version 2

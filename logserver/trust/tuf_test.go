@@ -271,8 +271,8 @@ func TestTUFKeysInSigner(t *testing.T) {
 	signerURL, tokFile, pubs := startSigner(t, keyDir)
 	e := newEnv(t, func(c *config.Config) {
 		c.Trust.TUF = &config.TUF{
-			RootKey:   config.Key{Signer: &config.SignerKey{URL: signerURL, TokenFile: tokFile, Key: "tuf-root"}},
-			OnlineKey: config.Key{Signer: &config.SignerKey{URL: signerURL, TokenFile: tokFile, Key: "tuf-online"}},
+			RootKey:   config.Key{Signer: &client.Config{URL: signerURL, TokenFile: tokFile, Key: "tuf-root"}},
+			OnlineKey: config.Key{Signer: &client.Config{URL: signerURL, TokenFile: tokFile, Key: "tuf-online"}},
 		}
 	})
 	rootJSON, err := os.ReadFile(filepath.Join(e.dir, "root.json"))

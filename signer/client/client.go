@@ -1,7 +1,9 @@
 // Package client is the Go client of the signer service, for the other
 // components: the logserver (batched digest signing for SETs, checkpoint
 // signing), the witness (cosignatures) and producers (DSSE). It depends on
-// the standard library and package api only (no cgo).
+// the standard library, package api and internal/service only (no cgo).
+// Services configure a key of the signer with [Config] and make its client
+// with [Open], which waits for a starting signer.
 //
 // Every method sends one HTTP request with the client's bearer token and
 // returns the decoded answer, or an [*Error] carrying the service's status,

@@ -30,6 +30,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellaops/tlog/internal/notekey"
+	"github.com/stellaops/tlog/signer/client"
 )
 
 // ErrInvalid wraps every validation error.
@@ -139,17 +140,11 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 }
 
-// SignerKey is a cosigning key held by the signer service.
+// SignerKey is a cosigning key held by the signer service: where it is
+// (signer/client.Config: url, token_file with scope sign:cosignature, key,
+// timeout, default 5s here) and how many calls may be in flight.
 type SignerKey struct {
-	// URL is the signer's base URL, e.g. https://signer:8090.
-	URL string `yaml:"url"`
-	// TokenFile holds the witness's bearer token (scope sign:cosignature).
-	TokenFile string `yaml:"token_file"`
-	// Key is the key's name in the signer's configuration.
-	Key string `yaml:"key"`
-	// Timeout bounds one cosigning call, including the wait for one of the
-	// MaxInFlight slots. Default 5s.
-	Timeout time.Duration `yaml:"timeout"`
+	client.Config `yaml:",inline"`
 	// MaxInFlight is the most cosigning calls the witness has in flight at
 	// once; more wait for a slot (requests for one log never overlap, so
 	// this bounds calls across logs). Keep it at most the witness tenant's
@@ -330,14 +325,8 @@ func (c *Config) Validate() error {
 	case keysSet > 1:
 		bad("more than one of key_file, pkcs11 and signer is set: configure exactly one witness key")
 	case c.Signer != nil:
-		if c.Signer.URL == "" || c.Signer.TokenFile == "" || c.Signer.Key == "" {
-			bad("signer: url, token_file and key are required")
-		}
-		if c.Signer.Timeout == 0 {
-			c.Signer.Timeout = 5 * time.Second
-		}
-		if c.Signer.Timeout < 0 {
-			bad("signer.timeout %v: must be positive", c.Signer.Timeout)
+		if err := c.Signer.Check("signer", 5*time.Second); err != nil {
+			bad("%v", err)
 		}
 		if c.Signer.MaxInFlight == 0 {
 			c.Signer.MaxInFlight = 8

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -73,17 +72,6 @@ type Remote struct {
 	backOff  time.Time  // failedAt + the Retry-After of lastErr
 	probedAt time.Time  // last Ready probe, cached for probeEvery
 	probeErr error
-}
-
-// NewHTTPClient returns the HTTP client a Remote's signer client should
-// use: keep-alive connections for up to maxConns requests in flight (Go's
-// default keeps 2 idle connections per host, so under load most requests
-// would open a new connection), each call bounded by timeout.
-func NewHTTPClient(timeout time.Duration, maxConns int) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = maxConns
-	tr.MaxIdleConns = maxConns
-	return &http.Client{Timeout: timeout, Transport: tr}
 }
 
 // probeEvery is how long a readiness probe of the signer is reused.

@@ -8,8 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/signer/client"
@@ -46,15 +46,14 @@ func keygenCmd(args []string, stdout io.Writer) error {
 
 // loadSigner opens the witness key named by the configuration: a key file,
 // a PKCS#11 token key (checked to be Ed25519), or a key of the signer
-// service. The returned close function releases the token; call it once the
+// service (waiting for a starting signer). The returned close function releases the token; call it once the
 // signer is no longer used.
-func loadSigner(ctx context.Context, cfg *config.Config) (cosig.Cosigner, func() error, error) {
+func loadSigner(ctx context.Context, cfg *config.Config, logger *slog.Logger) (cosig.Cosigner, func() error, error) {
 	if sk := cfg.Signer; sk != nil {
-		tok, err := os.ReadFile(sk.TokenFile)
+		c, err := client.Open(ctx, sk.Config, logger)
 		if err != nil {
-			return nil, nil, fmt.Errorf("signer.token_file: %w", err)
+			return nil, nil, fmt.Errorf("signer: %w", err)
 		}
-		c := client.New(sk.URL, strings.TrimSpace(string(tok)), cosig.NewHTTPClient(sk.Timeout, 256))
 		r, err := cosig.NewRemote(ctx, c, sk.Key, cfg.Name, sk.Timeout, sk.MaxInFlight)
 		if err != nil {
 			return nil, nil, err
@@ -101,7 +100,7 @@ func vkeyCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s, closeKey, err := loadSigner(ctx, cfg)
+	s, closeKey, err := loadSigner(ctx, cfg, slog.Default())
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		return err
 	}
 
-	signer, closeKey, err := loadSigner(ctx, cfg)
+	signer, closeKey, err := loadSigner(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

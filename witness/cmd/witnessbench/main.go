@@ -97,12 +97,11 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 	if signerURL != "" {
-		tok, err := os.ReadFile(tokenFile)
+		c, err := client.Open(ctx, client.Config{URL: signerURL, TokenFile: tokenFile, Key: key, Timeout: 5 * time.Second}, nil)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "witnessbench:", err)
 			os.Exit(1)
 		}
-		c := client.New(signerURL, strings.TrimSpace(string(tok)), cosig.NewHTTPClient(5*time.Second, 256))
 		if o.Cosigner, err = cosig.NewRemote(ctx, c, key, name, 5*time.Second, maxInFlight); err != nil {
 			fmt.Fprintln(os.Stderr, "witnessbench:", err)
 			os.Exit(1)

@@ -151,7 +151,7 @@ func (s *Signer) Restart(t testing.TB) {
 
 // Client returns a client authenticated as the witness tenant.
 func (s *Signer) Client() *client.Client {
-	return client.New(s.URL, token, cosig.NewHTTPClient(5*time.Second, 256))
+	return client.New(s.URL, token, client.NewHTTPClient(5*time.Second, client.MaxConns))
 }
 
 // Remote returns the witness's cosigner through this signer.
