@@ -67,6 +67,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellaops/tlog/internal/migrate"
+	"github.com/stellaops/tlog/internal/service"
 	lsconfig "github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/witnessing"
 	"github.com/stellaops/tlog/signer/audit"
@@ -562,13 +563,16 @@ func (b *run) configs(context.Context) error {
 	auditDSN := mysql.NewConfig()
 	auditDSN.User, auditDSN.Passwd, auditDSN.Net, auditDSN.Addr, auditDSN.DBName = AuditAccount, b.auditDBPass, "tcp", p.DBAddr, AuditDatabase
 	auditDSN.ParseTime = true
+	// The audit DSN in a secret file, as the logserver's.
+	auditDSNFile := filepath.Join(p.SignerDir, "secrets", "audit-dsn")
+	if err := b.write(auditDSNFile, []byte(auditDSN.FormatDSN()+"\n"), 0o600); err != nil {
+		return err
+	}
 	sc := server.Config{
-		Listen: p.SignerListen,
-		Token:  &pkcs11.Config{Module: p.PKCS11Module, TokenLabel: TokenLabel, PINFile: filepath.Join(p.SignerDir, "secrets", "hsm-pin"), Sessions: 4},
-		// The audit DSN is in the file itself (mode 0600, in the signer's
-		// own directory): the signer reads its database secret from no
-		// other file.
-		Audit: server.AuditConfig{DSN: auditDSN.FormatDSN()},
+		Listen:  p.SignerListen,
+		Token:   &pkcs11.Config{Module: p.PKCS11Module, TokenLabel: TokenLabel, PINFile: filepath.Join(p.SignerDir, "secrets", "hsm-pin"), Sessions: 4},
+		Audit:   server.AuditConfig{DSNFile: auditDSNFile},
+		Logging: service.Logging{Format: p.LogFormat},
 		Keys: []server.KeyConfig{
 			{Name: LogKeyName, Purposes: []string{server.PurposeDigests}, Versions: []server.KeyVersionConfig{{Version: 1, Label: LogKeyLabel}}},
 			{Name: WitnessKeyName, Purposes: []string{server.PurposeCosignature}, NoteName: p.WitnessName,
@@ -635,7 +639,7 @@ func (b *run) configs(context.Context) error {
 		Trust: &lsconfig.Trust{URL: p.LogURL, Dir: p.TrustDir, TUF: &lsconfig.TUF{
 			Dir:     filepath.Join(p.LogserverDir, "tuf"),
 			RootKey: lsconfig.Key{Signer: signerKey(TUFRootKey)}, OnlineKey: lsconfig.Key{Signer: signerKey(TUFOnlineKey)}}},
-		Logging: lsconfig.Logging{Format: p.LogFormat},
+		Logging: service.Logging{Format: p.LogFormat},
 	}
 	b.r.LogserverConfig = filepath.Join(p.LogserverDir, "logserver.yaml")
 	if err := b.writeConfig(b.r.LogserverConfig, "logserver/config/config.go", &lc, func(path string) error {
@@ -649,10 +653,10 @@ func (b *run) configs(context.Context) error {
 		Name: p.WitnessName,
 		Signer: &wconfig.SignerKey{Config: signerclient.Config{URL: p.SignerURL, TokenFile: filepath.Join(p.WitnessDir, "secrets", "signer-token"), Key: WitnessKeyName},
 			MaxInFlight: 32},
-		DBFile:    filepath.Join(p.WitnessDir, "witness.db"),
-		Listen:    p.WitnessListen,
-		Logs:      []wconfig.Log{{Origin: p.Origin, VKeys: []string{b.noteVKey}}, {Origin: b.r.V2Origin, VKeys: []string{b.r.V2NoteVKey}}},
-		LogFormat: p.LogFormat,
+		DBFile:  filepath.Join(p.WitnessDir, "witness.db"),
+		Listen:  p.WitnessListen,
+		Logs:    []wconfig.Log{{Origin: p.Origin, VKeys: []string{b.noteVKey}}, {Origin: b.r.V2Origin, VKeys: []string{b.r.V2NoteVKey}}},
+		Logging: service.Logging{Format: p.LogFormat},
 	}
 	b.r.WitnessConfig = filepath.Join(p.WitnessDir, "witness.yaml")
 	return b.writeConfig(b.r.WitnessConfig, "witness/config/config.go", &wc, func(path string) error {

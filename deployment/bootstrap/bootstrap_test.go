@@ -13,6 +13,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	sumnote "golang.org/x/mod/sumdb/note"
 
+	"github.com/stellaops/tlog/internal/service"
 	lsconfig "github.com/stellaops/tlog/logserver/config"
 	signernote "github.com/stellaops/tlog/signer/note"
 	"github.com/stellaops/tlog/signer/pkcs11"
@@ -143,7 +144,14 @@ func checkPrivileges(t *testing.T, db *stack.MariaDB, sc *server.Config, lc *lsc
 			t.Errorf("%s: %v", q, err)
 		}
 	}
-	audit := open(sc.Audit.DSN)
+	auditDSN, err := service.ReadSecret(sc.Audit.DSNFile)
+	if err != nil || sc.Audit.DSN != "" {
+		t.Fatalf("the signer's audit DSN is not in its secret file: %v", err)
+	}
+	if fi, err := os.Stat(sc.Audit.DSNFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit DSN file: %v %v", fi, err)
+	}
+	audit := open(auditDSN)
 	allow(audit, "INSERT INTO signer_audit (recorded_at, request_id, endpoint, decision, http_status) VALUES (NOW(6), 't', 'test', 'refused', 401)")
 	allow(audit, "SELECT COUNT(*) FROM signer_audit")
 	deny(audit, "UPDATE signer_audit SET reason = 'x'")

@@ -4,9 +4,12 @@
 // explicit timeouts and an ordered graceful shutdown, and secrets read
 // from files.
 //
+// Every service's configuration has the same `logging:` block ([Logging])
+// and the same HTTP timeouts at its top level ([Timeouts]).
+//
 // Contract: [Logger] accepts exactly the levels debug, info, warn, error
-// and the formats text, json (config validation should use [CheckLogging]
-// so a bad value stops start-up); [Run] returns only after every server
+// and the formats text, json (config validation uses [Logging.Check] so a
+// bad value stops start-up); [Run] returns only after every server
 // has stopped accepting, in-flight requests have finished or the shutdown
 // timeout has passed, in that order; [ReadSecret] never returns a secret
 // with surrounding whitespace, and refuses an empty one.
@@ -15,6 +18,7 @@ package service
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +30,14 @@ import (
 	"syscall"
 	"time"
 )
+
+// ConfigFlag registers every service's configuration-file flag on fs:
+// -config FILE, and -c FILE, the witness's former spelling, as its alias.
+func ConfigFlag(fs *flag.FlagSet, def string) *string {
+	p := fs.String("config", def, "configuration file (YAML)")
+	fs.StringVar(p, "c", def, "short for -config")
+	return p
+}
 
 // SignalContext is cancelled by SIGINT or SIGTERM (docker stop, Ctrl-C).
 func SignalContext() (context.Context, context.CancelFunc) {
@@ -65,14 +77,59 @@ func Logger(level, format string, w io.Writer) (*slog.Logger, error) {
 	return l, nil
 }
 
-// Timeouts bound an HTTP server's slow clients and its shutdown. Zero
-// fields take the defaults of [Timeouts.WithDefaults].
+// Logging is the `logging:` block of every service's configuration: slog
+// on stderr.
+type Logging struct {
+	// Level: debug, info (default), warn, error.
+	Level string `yaml:"level"`
+	// Format: text (default) or json (one object per line, for log
+	// collectors; the compose bootstrap writes json).
+	Format string `yaml:"format"`
+}
+
+// Check fills the defaults (info, text) and reports a bad level or format,
+// named by prefix (the block's YAML path, "logging").
+func (l *Logging) Check(prefix string) error {
+	if l.Level == "" {
+		l.Level = "info"
+	}
+	if l.Format == "" {
+		l.Format = "text"
+	}
+	var errs []error
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("%s.level %q: want debug, info, warn or error", prefix, l.Level))
+	}
+	if l.Format != "text" && l.Format != "json" {
+		errs = append(errs, fmt.Errorf("%s.format %q: want text or json", prefix, l.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// Logger is [Logger] with l's level and format.
+func (l Logging) Logger(w io.Writer) (*slog.Logger, error) { return Logger(l.Level, l.Format, w) }
+
+// Timeouts bound an HTTP server's slow clients and its shutdown; every
+// service inlines them at the top level of its configuration (the same
+// keys everywhere). Zero fields take the defaults of
+// [Timeouts.WithDefaults].
 type Timeouts struct {
-	ReadHeader time.Duration // default 5s
-	Read       time.Duration // default 1m
-	Write      time.Duration // default 2m
-	Idle       time.Duration // default 2m
-	Shutdown   time.Duration // default 15s
+	// ReadHeader bounds reading a request's headers. Default 5s.
+	ReadHeader time.Duration `yaml:"read_header_timeout"`
+	// Read bounds reading a whole request, body included. Default 1m.
+	Read time.Duration `yaml:"read_timeout"`
+	// Write bounds a request from the end of its headers to the end of its
+	// answer (the logserver: more than api.write_timeout). Default 2m.
+	Write time.Duration `yaml:"write_timeout"`
+	// Idle bounds a keep-alive connection between requests. Default 2m.
+	Idle time.Duration `yaml:"idle_timeout"`
+	// Shutdown is how long SIGINT/SIGTERM waits for in-flight requests
+	// (readiness fails first) before closing connections; then the service
+	// stops its background work. Keep it below the compose
+	// stop_grace_period. Default 15s.
+	Shutdown time.Duration `yaml:"shutdown_timeout"`
 }
 
 // WithDefaults fills zero fields.
@@ -88,6 +145,22 @@ func (t Timeouts) WithDefaults() Timeouts {
 	def(&t.Idle, 2*time.Minute)
 	def(&t.Shutdown, 15*time.Second)
 	return t
+}
+
+// Check reports negative timeouts, then fills the defaults.
+func (t *Timeouts) Check() error {
+	var errs []error
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"read_header_timeout", t.ReadHeader}, {"read_timeout", t.Read}, {"write_timeout", t.Write},
+		{"idle_timeout", t.Idle}, {"shutdown_timeout", t.Shutdown}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must be positive", d.key, d.v))
+		}
+	}
+	*t = t.WithDefaults()
+	return errors.Join(errs...)
 }
 
 // Server is one listener and what it serves.
@@ -149,9 +222,14 @@ func Run(ctx context.Context, logger *slog.Logger, t Timeouts, hooks Hooks, serv
 	return err
 }
 
+// ErrEmptySecret is the error of [ReadSecret] for a file holding nothing
+// but whitespace.
+var ErrEmptySecret = errors.New("secret file is empty")
+
 // ReadSecret returns the content of a secret file (a DSN, a token, a PIN),
-// trimmed of surrounding whitespace. An empty file is an error; the
-// secret itself never appears in one.
+// trimmed of surrounding whitespace: every service reads its dsn_file,
+// token_file and pin_file with it. An empty file is an error wrapping
+// [ErrEmptySecret]; the secret itself never appears in an error.
 func ReadSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -159,7 +237,7 @@ func ReadSecret(path string) (string, error) {
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return "", fmt.Errorf("secret %s is empty", path)
+		return "", fmt.Errorf("%s: %w", path, ErrEmptySecret)
 	}
 	return s, nil
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/stellaops/tlog/internal/durablefile"
 	"github.com/stellaops/tlog/internal/migrate"
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/logkey"
 	"github.com/stellaops/tlog/logserver/rekorv1"
@@ -48,8 +49,14 @@ type App struct {
 	backend sequence.Backend
 	lease   *store.Lease // embedded mode: held while sequencing
 	seq     *sequence.Log
-	srv     *http.Server
+	handler http.Handler // every API, health and metrics
 	signer  logkey.Signer
+
+	draining   atomic.Bool // shutdown began: /readyz fails
+	stopServe  context.CancelFunc
+	serveCtx   context.Context
+	serving    chan struct{} // closed when Serve returns; nil before Serve
+	servingSet atomic.Bool
 
 	feeder     atomic.Pointer[witnessing.Feeder] // nil without witnessing
 	stopFeeder context.CancelFunc
@@ -223,14 +230,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	limit := &writeLimit{maxRequests: cfg.API.MaxInflightWrites, maxBytes: cfg.API.MaxInflightWriteBytes, maxBody: cfg.API.MaxRequestBytes}
-	a.srv = &http.Server{
-		Handler:           limit.wrap(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      cfg.API.WriteTimeout + 30*time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	a.handler = limit.wrap(mux)
+	a.serveCtx, a.stopServe = context.WithCancel(context.Background())
 	h := a.seq.Head()
 	logger.Info("logserver ready", "tree_id", h.TreeID, "size", h.Size, "log_id", a.seq.LogID(), "hostname", cfg.Hostname)
 	return a, nil
@@ -379,6 +380,10 @@ func waitDB(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
+	if a.draining.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	var problems []error
 	if err := a.db.PingContext(ctx); err != nil {
 		problems = append(problems, fmt.Errorf("database: %w", err))
@@ -401,20 +406,35 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// Serve answers HTTP on l until Shutdown.
-func (a *App) Serve(l net.Listener) error {
-	err := a.srv.Serve(l)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+// Serve answers HTTP on l, and serves the extra servers (main's debug
+// listener), with service.Run and the configured timeouts until Shutdown.
+// Call it once.
+func (a *App) Serve(l net.Listener, extra ...service.Server) error {
+	a.serving = make(chan struct{})
+	a.servingSet.Store(true)
+	defer close(a.serving)
+	return service.Run(a.serveCtx, a.log, a.cfg.HTTP, service.Hooks{Drain: func() { a.draining.Store(true) }},
+		append([]service.Server{{Name: "public", Listener: l, Handler: a.handler}}, extra...)...)
 }
 
-// Shutdown stops in order: stop accepting and drain HTTP requests, stop the
-// write path (queued entries are published at the next start), close the
-// backend and the database.
+// Shutdown stops in order: fail readiness, stop accepting and drain HTTP
+// requests (within shutdown_timeout), stop the write path (every entry
+// acknowledged is already durable; queued ones are published at the next
+// start), close the backend and the database. ctx bounds the wait for
+// Serve to return.
 func (a *App) Shutdown(ctx context.Context) error {
-	err := a.srv.Shutdown(ctx)
+	var err error
+	a.draining.Store(true)
+	if a.stopServe != nil {
+		a.stopServe()
+	}
+	if a.servingSet.Load() {
+		select {
+		case <-a.serving:
+		case <-ctx.Done():
+			err = fmt.Errorf("http shutdown: %w", ctx.Err())
+		}
+	}
 	a.close()
 	return err
 }

@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/logserver/tlogtiles"
 	signerclient "github.com/stellaops/tlog/signer/client"
 )
@@ -74,8 +75,12 @@ type Config struct {
 	// Rekor-compatible log (package logserver/upstream; see upstream.go).
 	Upstream *Upstream `yaml:"upstream"`
 
+	// HTTP are the HTTP server's timeouts and its graceful shutdown, the
+	// same keys in every service (internal/service.Timeouts).
+	HTTP service.Timeouts `yaml:",inline"`
+
 	// Logging configures the structured log on stderr.
-	Logging Logging `yaml:"logging"`
+	Logging service.Logging `yaml:"logging"`
 }
 
 // RekorV2 configures the Rekor v2 log.
@@ -292,8 +297,8 @@ type Database struct {
 	// "rekor:secret@tcp(127.0.0.1:3306)/rekor". Required. parseTime is not
 	// needed. Prefer DSNFile to keep the password out of the config.
 	DSN string `yaml:"dsn"`
-	// DSNFile is a file holding the DSN (trailing newline ignored); used
-	// when DSN is empty.
+	// DSNFile is a file holding the DSN (surrounding whitespace ignored;
+	// keep it mode 0600); used when DSN is empty.
 	DSNFile string `yaml:"dsn_file"`
 	// MaxConns caps open connections of each pool (ours and Trillian's).
 	// Default 32.
@@ -408,14 +413,6 @@ type API struct {
 	SigningAlgorithms []string `yaml:"signing_algorithms"`
 }
 
-// Logging configures slog.
-type Logging struct {
-	// Level: debug, info (default), warn, error.
-	Level string `yaml:"level"`
-	// Format: text (default) or json.
-	Format string `yaml:"format"`
-}
-
 // Load reads, defaults and validates the YAML file at path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -466,11 +463,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Database.DSN == "" && c.Database.DSNFile != "" {
-		b, err := os.ReadFile(c.Database.DSNFile)
+		dsn, err := service.ReadSecret(c.Database.DSNFile)
 		if err != nil {
 			bad("database.dsn_file: %v", err)
 		}
-		c.Database.DSN = string(bytes.TrimSpace(b))
+		c.Database.DSN = dsn
 	}
 	if c.Database.DSN == "" {
 		bad("database.dsn or database.dsn_file is required")
@@ -646,19 +643,14 @@ func (c *Config) Validate() error {
 	if c.Upstream != nil {
 		c.Upstream.validate(c, bad)
 	}
-	switch c.Logging.Level {
-	case "":
-		c.Logging.Level = "info"
-	case "debug", "info", "warn", "error":
-	default:
-		bad("logging.level %q: want debug, info, warn or error", c.Logging.Level)
+	if err := c.HTTP.Check(); err != nil {
+		bad("%v", err)
 	}
-	switch c.Logging.Format {
-	case "":
-		c.Logging.Format = "text"
-	case "text", "json":
-	default:
-		bad("logging.format %q: want text or json", c.Logging.Format)
+	if c.HTTP.Write <= c.API.WriteTimeout {
+		bad("write_timeout %v: must exceed api.write_timeout %v (a write waits that long for integration, then answers)", c.HTTP.Write, c.API.WriteTimeout)
+	}
+	if err := c.Logging.Check("logging"); err != nil {
+		bad("%v", err)
 	}
 	return errors.Join(errs...)
 }

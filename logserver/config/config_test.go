@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stellaops/tlog/internal/service"
 )
 
 func load(t *testing.T, yaml string) (*Config, error) {
@@ -25,6 +27,21 @@ func TestDefaults(t *testing.T) {
 	if c.Listen != "127.0.0.1:3000" || c.Trillian.Mode != "embedded" || c.Sequencer.BatchSize != 1000 ||
 		c.Sequencer.Interval != 50*time.Millisecond || c.API.MaxRequestBytes != 32<<20 || c.Database.MaxConns != 32 {
 		t.Fatalf("defaults not applied: %+v", c)
+	}
+	if c.HTTP != (service.Timeouts{ReadHeader: 5 * time.Second, Read: time.Minute, Write: 2 * time.Minute, Idle: 2 * time.Minute, Shutdown: 15 * time.Second}) ||
+		c.Logging != (service.Logging{Level: "info", Format: "text"}) {
+		t.Fatalf("HTTP or logging defaults: %+v %+v", c.HTTP, c.Logging)
+	}
+}
+
+// TestHTTPTimeouts: the timeouts are top-level keys, as in every service.
+func TestHTTPTimeouts(t *testing.T) {
+	c, err := load(t, "hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\nread_timeout: 30s\nwrite_timeout: 45s\nshutdown_timeout: 5s\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Read != 30*time.Second || c.HTTP.Write != 45*time.Second || c.HTTP.Shutdown != 5*time.Second || c.HTTP.Idle != 2*time.Minute {
+		t.Fatalf("%+v", c.HTTP)
 	}
 }
 
@@ -53,6 +70,8 @@ func TestRejects(t *testing.T) {
 		"hostname spaces": {"hostname: a b\ndatabase:\n  dsn: x\nkey:\n  file: k\n", "hostname"},
 		"bad listen":      {"listen: nope\nhostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\n", "listen"},
 		"batch too big":   {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\nsequencer:\n  batch_size: 100000\n", "batch_size"},
+		"short write":     {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\nwrite_timeout: 30s\n", "must exceed api.write_timeout"},
+		"negative read":   {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\nread_timeout: -1s\n", "read_timeout -1s"},
 		"bad level":       {"hostname: h\ndatabase:\n  dsn: x\nkey:\n  file: k\nlogging:\n  level: loud\n", "logging.level"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -1,26 +1,28 @@
 package pkcs11
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"strings"
+
+	"github.com/stellaops/tlog/internal/service"
 )
 
 // ReadPIN returns the PIN stored in file, or else in the environment
-// variable env. Exactly one of them must be set. One trailing newline is
-// removed from a file. The PIN itself never appears in an error.
+// variable env. Exactly one of them must be set. A file is read with
+// service.ReadSecret, as every secret file: surrounding whitespace is
+// removed. The PIN itself never appears in an error.
 func ReadPIN(file, env string) (string, error) {
 	switch {
 	case file != "" && env != "":
 		return "", fmt.Errorf("pkcs11: set a PIN file or a PIN environment variable, not both")
 	case file != "":
-		b, err := os.ReadFile(file)
+		pin, err := service.ReadSecret(file)
+		if errors.Is(err, service.ErrEmptySecret) {
+			return "", fmt.Errorf("%w: PIN file %s is empty", ErrNoPIN, file)
+		}
 		if err != nil {
 			return "", fmt.Errorf("pkcs11: reading PIN file: %w", err)
-		}
-		pin := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		if pin == "" {
-			return "", fmt.Errorf("%w: PIN file %s is empty", ErrNoPIN, file)
 		}
 		return pin, nil
 	case env != "":

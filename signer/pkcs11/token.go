@@ -24,7 +24,8 @@ type Config struct {
 	// by `softhsm2-util --show-slots`). Slot numbers are not used: SoftHSM2
 	// assigns random ones.
 	TokenLabel string `yaml:"token_label"`
-	// PINFile is a file holding the user PIN (one trailing newline ignored).
+	// PINFile is a file holding the user PIN (surrounding whitespace
+	// ignored; keep it mode 0600).
 	PINFile string `yaml:"pin_file"`
 	// PINEnv is the name of an environment variable holding the user PIN.
 	// Exactly one of PINFile, PINEnv and PIN must be set.

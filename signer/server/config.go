@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/signer/policy"
 )
@@ -52,9 +53,12 @@ type Config struct {
 	// only reports the last pass (and a token lost since): it never starts
 	// one, so polling it costs the token nothing. Default 10 s.
 	ReadinessInterval time.Duration `yaml:"readiness_interval"`
-	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
-	// Default 15 s.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// HTTP are the HTTP server's timeouts and graceful shutdown, the same
+	// keys in every service (internal/service.Timeouts).
+	HTTP service.Timeouts `yaml:",inline"`
+	// Logging configures the structured log on stderr, as in every
+	// service; `signer serve -log-level`/`-log-json` override it.
+	Logging service.Logging `yaml:"logging"`
 	// Entitlements is the entitlement store and its outage rules, needed
 	// when a tenant sets require_entitlement (package entitlement).
 	Entitlements *EntitlementsConfig `yaml:"entitlements"`
@@ -78,14 +82,17 @@ type TLSConfig struct {
 	RequireClientCert bool `yaml:"require_client_cert"`
 }
 
-// AuditConfig is where audit records go. Exactly one of DSN and DSNEnv is
-// set.
+// AuditConfig is where audit records go. Exactly one of DSN, DSNFile and
+// DSNEnv is set.
 type AuditConfig struct {
 	// DSN is a go-sql-driver/mysql DSN, user:pass@tcp(host:3306)/signer.
-	// The user needs INSERT and SELECT on signer_audit only.
+	// The user needs INSERT and SELECT on signer_audit only. Prefer
+	// DSNFile to keep the password out of the config.
 	DSN string `yaml:"dsn"`
-	// DSNEnv names an environment variable holding the DSN (keeps the
-	// password out of the file).
+	// DSNFile is a file holding the DSN (surrounding whitespace ignored;
+	// keep it mode 0600), as the logserver's database.dsn_file.
+	DSNFile string `yaml:"dsn_file"`
+	// DSNEnv names an environment variable holding the DSN.
 	DSNEnv string `yaml:"dsn_env"`
 	// MigrateDSN, when set, is used once at start-up to apply the schema
 	// migrations (a user allowed to CREATE TABLE). Otherwise run
@@ -279,8 +286,11 @@ func (c *Config) Validate() error {
 	if c.ReadinessInterval <= 0 {
 		c.ReadinessInterval = 10 * time.Second
 	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 15 * time.Second
+	if err := c.HTTP.Check(); err != nil {
+		bad("%v", err)
+	}
+	if err := c.Logging.Check("logging"); err != nil {
+		bad("%v", err)
 	}
 	u := &c.Unauthenticated
 	if u.RPS <= 0 {
@@ -298,8 +308,8 @@ func (c *Config) Validate() error {
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		bad("tls needs cert_file and key_file")
 	}
-	if (c.Audit.DSN == "") == (c.Audit.DSNEnv == "") {
-		bad("audit: set exactly one of dsn and dsn_env")
+	if n := countSet(c.Audit.DSN, c.Audit.DSNFile, c.Audit.DSNEnv); n != 1 {
+		bad("audit: set exactly one of dsn, dsn_file and dsn_env")
 	}
 	keyNames := map[string]*KeyConfig{}
 	for i := range c.Keys {
@@ -457,10 +467,27 @@ func checkScopes(tenant string, ss []string) []error {
 	return errs
 }
 
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // dsn returns the audit DSN.
 func (a AuditConfig) dsn() (string, error) {
 	if a.DSN != "" {
 		return a.DSN, nil
+	}
+	if a.DSNFile != "" {
+		v, err := service.ReadSecret(a.DSNFile)
+		if err != nil {
+			return "", fmt.Errorf("config: audit.dsn_file: %w", err)
+		}
+		return v, nil
 	}
 	v := os.Getenv(a.DSNEnv)
 	if v == "" {

@@ -57,6 +57,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/signer/api"
 	"github.com/stellaops/tlog/signer/audit"
 	"github.com/stellaops/tlog/signer/pkcs11"
@@ -86,7 +87,8 @@ type Server struct {
 	m       *metrics
 	st      *stella // issue 18: entitlements, release verification
 
-	readyMu   sync.Mutex // one readiness pass at a time
+	draining  atomic.Bool // shutdown began: /readyz fails
+	readyMu   sync.Mutex  // one readiness pass at a time
 	ready     atomic.Pointer[readiness]
 	stop      chan struct{}
 	loopDone  chan struct{}
@@ -284,7 +286,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rd := s.ready.Load()
-		if err := s.tokenLost(); err != nil && rd.Ready {
+		if s.draining.Load() {
+			rd = &readiness{Ready: false, Checked: rd.Checked, Problems: map[string]string{"server": "shutting down"}}
+		} else if err := s.tokenLost(); err != nil && rd.Ready {
 			// Signing found the token gone since the last pass.
 			rd = &readiness{Ready: false, Checked: rd.Checked, Problems: map[string]string{"token": err.Error()}}
 		}
@@ -330,8 +334,9 @@ func (c *Config) TLSConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-// Run serves cfg until ctx ends, then shuts down in order: stop accepting
-// and finish in-flight requests (their audit rows included), stop the
+// Run serves cfg until ctx ends, then shuts down in order (service.Run):
+// fail readiness, stop accepting and finish in-flight requests within
+// shutdown_timeout (their audit rows included), stop the
 // readiness loop, flush the audit trail, close the database and the token.
 // ready, if not nil, receives the listening address once serving.
 func Run(ctx context.Context, cfg *Config, o Options, ready func(net.Addr)) error {
@@ -353,36 +358,17 @@ func Run(ctx context.Context, cfg *Config, o Options, ready func(net.Addr)) erro
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	o.Logger.InfoContext(ctx, "signer serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsCfg != nil))
-	if ready != nil {
-		ready(ln.Addr())
-	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-	}
-	o.Logger.Info("signer shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		serveErr = errors.Join(serveErr, fmt.Errorf("http shutdown: %w", err))
-	}
-	if serveErr == nil {
-		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			serveErr = err
+	started := func() {
+		o.Logger.InfoContext(ctx, "signer serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsCfg != nil))
+		if ready != nil {
+			ready(ln.Addr())
 		}
-	} else if errors.Is(serveErr, http.ErrServerClosed) {
-		serveErr = nil
 	}
-	serveErr = errors.Join(serveErr, s.Close())
+	err = service.Run(ctx, o.Logger, cfg.HTTP, service.Hooks{Started: started, Drain: func() { s.draining.Store(true) }},
+		service.Server{Name: "api", Listener: ln, Handler: s.Handler()})
+	err = errors.Join(err, s.Close())
 	o.Logger.Info("signer stopped")
-	return serveErr
+	return err
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -631,7 +631,10 @@ func TestKeysEndpoint(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"audit: {dsn: x}\nbogus: 1\n", "bogus"},
-		{"listen: x\n", "exactly one of dsn and dsn_env"},
+		{"listen: x\n", "exactly one of dsn, dsn_file and dsn_env"},
+		{"audit: {dsn: x, dsn_file: f}\n", "exactly one of dsn, dsn_file and dsn_env"},
+		{"audit: {dsn: x}\nread_timeout: -1s\n", "read_timeout -1s: must be positive"},
+		{"audit: {dsn: x}\nlogging: {level: loud}\n", `logging.level "loud"`},
 		{"audit: {dsn: x}\nkeys: [{name: a, purposes: [dsse], versions: [{version: 1, label: l}]}]\n", "needs a token section"},
 		{"audit: {dsn: x}\nkeys: [{name: a, purposes: [sign], versions: [{version: 1, file: f}]}]\n", "unknown purpose"},
 		{"audit: {dsn: x}\nkeys: [{name: a, purposes: [checkpoint], versions: [{version: 1, file: f}]}]\n", "note_name"},

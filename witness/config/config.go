@@ -30,6 +30,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellaops/tlog/internal/notekey"
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/signer/client"
 )
 
@@ -100,17 +101,9 @@ type Config struct {
 	// Default 262144 (256 KiB), at least 16384.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 
-	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound
-	// slow clients (Go duration strings such as "5s").
-	// Defaults 5s, 10s, 15s, 120s.
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
-	ReadTimeout       time.Duration `yaml:"read_timeout"`
-	WriteTimeout      time.Duration `yaml:"write_timeout"`
-	IdleTimeout       time.Duration `yaml:"idle_timeout"`
-
-	// ShutdownTimeout is how long SIGINT/SIGTERM waits for in-flight
-	// requests before closing connections. Default 10s.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// HTTP are the HTTP servers' timeouts and graceful shutdown, the same
+	// keys in every service (internal/service.Timeouts).
+	HTTP service.Timeouts `yaml:",inline"`
 
 	// Budget is the default request budget of each log: a token bucket of
 	// Burst requests refilled at Rate per second. Only requests that would
@@ -133,10 +126,16 @@ type Config struct {
 	// Logs can also be added at run time with `witness logs add`.
 	Logs []Log `yaml:"logs"`
 
-	// LogLevel is debug, info, warn or error. Default info.
+	// Logging configures the structured log on stderr, as in every
+	// service.
+	Logging service.Logging `yaml:"logging"`
+
+	// LogLevel is the former name of logging.level, still read (not with
+	// logging.level).
 	LogLevel string `yaml:"log_level"`
 
-	// LogFormat is json or text (slog handlers on stderr). Default json.
+	// LogFormat is the former name of logging.format, still read (not with
+	// logging.format). Its default was json; logging.format's is text.
 	LogFormat string `yaml:"log_format"`
 }
 
@@ -181,9 +180,9 @@ type PKCS11Key struct {
 	// key pair.
 	KeyLabel string `yaml:"key_label"`
 
-	// PINFile is a file holding the token's user PIN (one trailing newline
-	// is ignored); relative to the configuration file's directory. Keep it
-	// mode 0600.
+	// PINFile is a file holding the token's user PIN (surrounding
+	// whitespace ignored); relative to the configuration file's directory.
+	// Keep it mode 0600.
 	PINFile string `yaml:"pin_file"`
 
 	// PINEnv is the name of an environment variable holding the user PIN,
@@ -273,11 +272,6 @@ func Parse(raw []byte) (*Config, error) {
 }
 
 func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
 	if c.Listen == "" {
 		c.Listen = ":7380"
 	}
@@ -290,19 +284,14 @@ func (c *Config) setDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 256 << 10
 	}
-	def(&c.ReadHeaderTimeout, 5*time.Second)
-	def(&c.ReadTimeout, 10*time.Second)
-	def(&c.WriteTimeout, 15*time.Second)
-	def(&c.IdleTimeout, 120*time.Second)
-	def(&c.ShutdownTimeout, 10*time.Second)
 	if c.Budget == (Budget{}) {
 		c.Budget = Budget{Rate: 20, Burst: 200}
 	}
-	if c.LogLevel == "" {
-		c.LogLevel = "info"
+	if c.Logging.Level == "" {
+		c.Logging.Level = c.LogLevel
 	}
-	if c.LogFormat == "" {
-		c.LogFormat = "json"
+	if c.Logging.Format == "" {
+		c.Logging.Format = c.LogFormat
 	}
 }
 
@@ -353,22 +342,20 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 16<<10 {
 		bad("max_body_bytes %d: must be at least 16384", c.MaxBodyBytes)
 	}
-	for name, d := range map[string]time.Duration{"read_header_timeout": c.ReadHeaderTimeout, "read_timeout": c.ReadTimeout,
-		"write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout} {
-		if d < 0 {
-			bad("%s %v: must be positive", name, d)
-		}
+	if err := c.HTTP.Check(); err != nil {
+		bad("%v", err)
 	}
 	if err := c.Budget.check(); err != nil {
 		bad("budget: %v", err)
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log_level %q: want debug, info, warn or error", c.LogLevel)
+	if c.LogLevel != "" && c.LogLevel != c.Logging.Level {
+		bad("log_level %q and logging.level %q: set logging.level only", c.LogLevel, c.Logging.Level)
 	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		bad("log_format %q: want json or text", c.LogFormat)
+	if c.LogFormat != "" && c.LogFormat != c.Logging.Format {
+		bad("log_format %q and logging.format %q: set logging.format only", c.LogFormat, c.Logging.Format)
+	}
+	if err := c.Logging.Check("logging"); err != nil {
+		bad("%v", err)
 	}
 	seen := make(map[string]bool)
 	for i, l := range c.Logs {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/witness/config"
 )
 
@@ -70,9 +71,24 @@ func TestLoadDefaults(t *testing.T) {
 		c.AdminSocket != filepath.Join(dir, "state/w.db.admin/socket") {
 		t.Errorf("paths not resolved against the config dir: %q %q %q", c.KeyFile, c.DBFile, c.AdminSocket)
 	}
-	if c.Listen != ":7380" || c.ReadTimeout != 3*time.Second || c.ReadHeaderTimeout != 5*time.Second ||
-		c.MaxBodyBytes != 256<<10 || c.Budget.Rate != 20 || c.Budget.Burst != 200 || c.LogFormat != "json" {
+	if c.Listen != ":7380" || c.HTTP.Read != 3*time.Second || c.HTTP.ReadHeader != 5*time.Second || c.HTTP.Shutdown != 15*time.Second ||
+		c.MaxBodyBytes != 256<<10 || c.Budget.Rate != 20 || c.Budget.Burst != 200 || c.Logging != (service.Logging{Level: "info", Format: "text"}) {
 		t.Errorf("defaults: %+v", c)
+	}
+}
+
+// TestLegacyLogging: the former log_level and log_format still load, into
+// logging; set with a different logging value they are an error.
+func TestLegacyLogging(t *testing.T) {
+	c, err := config.Parse([]byte(minimal + "log_level: warn\nlog_format: json\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Logging != (service.Logging{Level: "warn", Format: "json"}) {
+		t.Fatalf("logging %+v", c.Logging)
+	}
+	if _, err := config.Parse([]byte(minimal + "log_format: json\nlogging: {format: text}\n")); err == nil || !strings.Contains(err.Error(), "set logging.format only") {
+		t.Fatalf("conflicting log_format and logging.format: %v", err)
 	}
 }
 
@@ -103,7 +119,8 @@ func TestValidationErrors(t *testing.T) {
 		"negative timeout": {minimal + "read_timeout: -1s\n", "read_timeout"},
 		"bad duration":     {minimal + "read_timeout: soon\n", "into time.Duration"},
 		"budget burst":     {minimal + "budget: {rate: 1}\n", "burst 0"},
-		"log level":        {minimal + "log_level: loud\n", "log_level"},
+		"log level":        {minimal + "logging: {level: loud}\n", "logging.level \"loud\""},
+		"old log level":    {minimal + "log_level: loud\n", "loud"},
 		"same listeners":   {minimal + "listen: :80\nmetrics_listen: :80\n", "metrics_listen"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -120,7 +137,7 @@ func TestValidationErrors(t *testing.T) {
 
 func TestAllErrorsReported(t *testing.T) {
 	_, err := config.Parse([]byte("log_format: xml\n"))
-	for _, want := range []string{"name", "key_file", "db_file", "log_format"} {
+	for _, want := range []string{"name", "key_file", "db_file", "logging.format \"xml\""} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

@@ -29,7 +29,7 @@ func main() {
 		cmd, args = reindex, args[1:]
 	}
 	fs := flag.NewFlagSet("logserver", flag.ExitOnError)
-	path := fs.String("config", "logserver.yaml", "configuration file (YAML)")
+	path := service.ConfigFlag(fs, "logserver.yaml")
 	_ = fs.Parse(args)
 	if err := cmd(*path); err != nil {
 		fmt.Fprintln(os.Stderr, "logserver:", err)
@@ -47,7 +47,7 @@ func run(path string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := service.Logger(cfg.Logging.Level, cfg.Logging.Format, os.Stderr)
+	logger, err := cfg.Logging.Logger(os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -58,30 +58,19 @@ func run(path string) error {
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", cfg.Listen)
+	l, extra, err := listen(cfg)
 	if err != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		a.Shutdown(sctx)
+		a.Shutdown(context.Background())
 		return err
 	}
-	logger.Info("serving", "addr", l.Addr().String())
-	if cfg.DebugListen != "" {
-		go func() {
-			// net/http/pprof registers on the default mux, which serves nothing else.
-			err := http.ListenAndServe(cfg.DebugListen, http.DefaultServeMux)
-			logger.Error("debug listener", "error", err)
-		}()
-	}
 	served := make(chan error, 1)
-	go func() { served <- a.Serve(l) }()
-
+	go func() { served <- a.Serve(l, extra...) }()
 	select {
-	case err = <-served:
-	case <-ctx.Done():
-		logger.Info("shutting down")
+	case err = <-served: // a listener failed
+	case <-ctx.Done(): // SIGTERM: Serve drains within shutdown_timeout
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Once HTTP has drained: stop the write path, close the database.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.Shutdown+5*time.Second)
 	defer cancel()
 	if serr := a.Shutdown(sctx); serr != nil && err == nil {
 		err = serr
@@ -90,12 +79,30 @@ func run(path string) error {
 	return err
 }
 
+// listen opens the public listener and, if configured, the debug one
+// (net/http/pprof registers on the default mux, which serves nothing else).
+func listen(cfg *config.Config) (net.Listener, []service.Server, error) {
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.DebugListen == "" {
+		return l, nil, nil
+	}
+	dl, err := net.Listen("tcp", cfg.DebugListen)
+	if err != nil {
+		l.Close()
+		return nil, nil, fmt.Errorf("debug_listen: %w", err)
+	}
+	return l, []service.Server{{Name: "debug", Listener: dl, Handler: http.DefaultServeMux}}, nil
+}
+
 func reindex(path string) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}
-	logger, err := service.Logger(cfg.Logging.Level, cfg.Logging.Format, os.Stderr)
+	logger, err := cfg.Logging.Logger(os.Stderr)
 	if err != nil {
 		return err
 	}

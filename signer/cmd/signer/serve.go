@@ -21,26 +21,28 @@ import (
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "signer.yaml", "configuration file (see package server's Config)")
-	logJSON := fs.Bool("log-json", false, "log as JSON instead of text")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cfgPath := service.ConfigFlag(fs, "signer.yaml")
+	logJSON := fs.Bool("log-json", false, "log as JSON: overrides the configuration's logging.format")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error: overrides the configuration's logging.level")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("serve takes no arguments")
 	}
-	format := "text"
-	if *logJSON {
-		format = "json"
-	}
-	logger, err := service.Logger(*logLevel, format, stderr)
-	if err != nil {
-		return usagef("%v", err)
-	}
 	cfg, err := server.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	if *logLevel != "" {
+		cfg.Logging.Level = *logLevel
+	}
+	if *logJSON {
+		cfg.Logging.Format = "json"
+	}
+	logger, err := cfg.Logging.Logger(stderr)
+	if err != nil {
+		return usagef("%v", err)
 	}
 	return server.Run(ctx, cfg, server.Options{Logger: logger}, func(addr net.Addr) {
 		fmt.Fprintf(stdout, "listening on %s\n", addr)

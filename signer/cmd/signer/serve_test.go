@@ -54,9 +54,12 @@ func TestServeEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dsnFile := filepath.Join(dir, "audit-dsn")
+	writeFile(t, dsnFile, "\n"+dsn+"\n")
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 token: {module: %s, token_label: serve, pin_file: %s, sessions: 2}
-audit: {dsn_env: TEST_SIGNER_DSN, migrate_dsn: %q}
+audit: {dsn_file: %s, migrate_dsn: %q}
+logging: {format: json}
 keys:
   - {name: checkpoint, purposes: [checkpoint], note_name: log.example/serve, versions: [{version: 1, label: ckpt}]}
   - {name: sets, purposes: [digests], versions: [{version: 1, label: sets}]}
@@ -64,12 +67,14 @@ tenants:
   - name: logserver
     tokens: [{id: ls, sha256: %s, scopes: [sign:digests, sign:checkpoint]}]
     keys: [checkpoint, sets]
-`, port, hsm.Module, pin, dsn, sum)
+`, port, hsm.Module, pin, dsnFile, dsn, sum)
 	cfgPath := filepath.Join(dir, "signer.yaml")
 	writeFile(t, cfgPath, cfg)
 
-	cmd := exec.Command(signerBin, "serve", "-config", cfgPath)
-	cmd.Env = append(append(cmd.Environ(), c.env...), "TEST_SIGNER_DSN="+dsn)
+	// -c, the short form of -config; the audit DSN from a secret file
+	// (surrounding whitespace ignored); JSON logs from the file.
+	cmd := exec.Command(signerBin, "serve", "-c", cfgPath)
+	cmd.Env = append(cmd.Environ(), c.env...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -129,8 +134,8 @@ tenants:
 	case <-time.After(60 * time.Second):
 		t.Fatalf("serve did not stop on SIGTERM\n%s", stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "signer stopped") {
-		t.Errorf("no orderly shutdown in the log:\n%s", stderr.String())
+	if !strings.Contains(stderr.String(), `"msg":"signer stopped"`) {
+		t.Errorf("no orderly shutdown in the JSON log:\n%s", stderr.String())
 	}
 	sdb, err := sql.Open("mysql", dsn)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/stellaops/tlog/internal/notekey"
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/signer/keys"
 	"github.com/stellaops/tlog/signer/pkcs11"
@@ -92,7 +93,7 @@ func loadSigner(ctx context.Context, cfg *config.Config, logger *slog.Logger) (c
 
 func vkeyCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("vkey", flag.ContinueOnError)
-	cfgPath := fs.String("c", "witness.yaml", "configuration file")
+	cfgPath := service.ConfigFlag(fs, "witness.yaml")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/witness/admin"
 	"github.com/stellaops/tlog/witness/config"
 	"github.com/stellaops/tlog/witness/store"
@@ -35,7 +36,7 @@ func logsCmd(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("logs "+sub, flag.ContinueOnError)
-	cfgPath := fs.String("c", "witness.yaml", "configuration file")
+	cfgPath := service.ConfigFlag(fs, "witness.yaml")
 	var origin *string
 	var vkeys stringList
 	var asJSON *bool

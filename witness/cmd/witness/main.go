@@ -1,7 +1,7 @@
 // Command witness is a c2sp.org/tlog-witness witness: it cosigns checkpoints
 // of the logs it is configured for, keeping its state in an embedded store.
 //
-//	witness serve -c witness.yaml                      run the server
+//	witness serve -config witness.yaml                 run the server
 //	witness keygen -name NAME -out FILE                new Ed25519 key; prints the vkey
 //	witness vkey -c witness.yaml                       print the witness vkey
 //	witness log-vkey -name NAME -pubkey FILE.pem       vkey of a log's PEM public key
@@ -14,16 +14,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/stellaops/tlog/internal/service"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := service.SignalContext()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {

@@ -27,8 +27,7 @@ import (
 // requests, close the admin socket, close the store.
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfgPath := fs.String("config", "witness.yaml", "configuration file")
-	fs.StringVar(cfgPath, "c", "witness.yaml", "configuration file (short for -config)")
+	cfgPath := service.ConfigFlag(fs, "witness.yaml")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -36,7 +35,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	logger, err := service.Logger(cfg.LogLevel, cfg.LogFormat, stderr)
+	logger, err := cfg.Logging.Logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -145,7 +144,5 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	}
 	run := servers
 	servers = nil
-	return service.Run(ctx, logger, service.Timeouts{ReadHeader: cfg.ReadHeaderTimeout, Read: cfg.ReadTimeout,
-		Write: cfg.WriteTimeout, Idle: cfg.IdleTimeout, Shutdown: cfg.ShutdownTimeout},
-		service.Hooks{Started: started, Drain: handler.Drain}, run...)
+	return service.Run(ctx, logger, cfg.HTTP, service.Hooks{Started: started, Drain: handler.Drain}, run...)
 }
