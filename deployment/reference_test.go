@@ -150,7 +150,7 @@ the defaults written here.
 				"signerclient": client, "service": service}},
 		{"signer (`signer.yaml`, `signer serve -config FILE`)", "signer/server/config.go",
 			map[string]*source{"": parse(t, "signer/server/config.go"), "pkcs11": parse(t, "signer/pkcs11/token.go"), "service": service}},
-		{"witness (`witness.yaml`, `witness serve -c FILE`)", "witness/config/config.go",
+		{"witness (`witness.yaml`, `witness serve -config FILE`)", "witness/config/config.go",
 			map[string]*source{"": parse(t, "witness/config/config.go"), "client": client, "service": service}},
 	} {
 		fmt.Fprintf(&b, "\n## %s\n\nSource: [`%s`](../%s).\n\n", svc.title, svc.file, svc.file)

@@ -34,7 +34,7 @@ COPY bin/docker/witness /usr/local/bin/witness
 EXPOSE 7380
 HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 CMD ["healthcheck", "http://127.0.0.1:7380/readyz"]
 ENTRYPOINT ["/usr/local/bin/witness"]
-CMD ["serve", "-c", "/var/lib/stella/witness/witness.yaml"]
+CMD ["serve", "-config", "/var/lib/stella/witness/witness.yaml"]
 
 FROM runtime AS mirror
 COPY bin/docker/mirror /usr/local/bin/mirror

@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := waitReady(ctx, signerURL+"/readyz", sg); err != nil {
 		return fmt.Errorf("signer: %w (see %s)", err, filepath.Join(dir, "signer.log"))
 	}
-	wit, err := startChild(filepath.Join(o.BinDir, "witness"), filepath.Join(dir, "witness.log"), nil, "serve", "-c", res.WitnessConfig)
+	wit, err := startChild(filepath.Join(o.BinDir, "witness"), filepath.Join(dir, "witness.log"), nil, "serve", "-config", res.WitnessConfig)
 	if err != nil {
 		return err
 	}
