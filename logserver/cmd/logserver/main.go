@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
@@ -43,11 +44,7 @@ func run(path string) error {
 		// CPU (a GOGC in the environment still wins).
 		debug.SetGCPercent(400)
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		return err
-	}
-	logger, err := cfg.Logging.Logger(os.Stderr)
+	cfg, logger, err := load(path)
 	if err != nil {
 		return err
 	}
@@ -98,11 +95,7 @@ func listen(cfg *config.Config) (net.Listener, []service.Server, error) {
 }
 
 func reindex(path string) error {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return err
-	}
-	logger, err := cfg.Logging.Logger(os.Stderr)
+	cfg, logger, err := load(path)
 	if err != nil {
 		return err
 	}
@@ -114,4 +107,15 @@ func reindex(path string) error {
 	}
 	fmt.Printf("tree %d: %d entries, %d search keys written, %d entries skipped\n", r.TreeID, r.Entries, r.Keys, r.Skipped)
 	return nil
+}
+
+// load reads the configuration and sets up its logging, as every
+// subcommand does first.
+func load(path string) (*config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	logger, err := cfg.Logging.Logger(os.Stderr)
+	return cfg, logger, err
 }
