@@ -375,7 +375,8 @@ func waitDB(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 	}
 }
 
-// ready answers 200 only when the database and the tree are reachable and
+// ready answers 200 only when the logserver is not shutting down, the
+// database and the tree are reachable and
 // the write path is publishing.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
