@@ -66,7 +66,7 @@ func setupExtra(t *testing.T, extra string, logs ...*testlog.Log) (cfgPath, vkey
 	}
 	vkey = strings.TrimSpace(out)
 	var b strings.Builder
-	fmt.Fprintf(&b, "name: witness.test/w1\nkey_file: w.key\ndb_file: w.db\nlisten: 127.0.0.1:0\nbudget: {rate: 1000, burst: 1000}\n%slogs:\n", extra)
+	fmt.Fprintf(&b, "name: witness.test/w1\nkey_file: w.key\ndb_file: w.db\nlisten: 127.0.0.1:0\nbudget: {rate: 1000, burst: 1000}\nlogging: {format: json}\n%slogs:\n", extra)
 	for _, l := range logs {
 		fmt.Fprintf(&b, "  - origin: %q\n    vkeys: [%q]\n", l.Origin, l.VKey)
 	}

@@ -39,7 +39,7 @@ func runChild(t *testing.T, args ...string) (stdout, stderr string, err error) {
 func hsmConfig(t *testing.T, dir, file, pkcs11 string, logs ...*testlog.Log) string {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "name: witness.test/hsm\npkcs11:\n%sdb_file: w.db\nlisten: 127.0.0.1:0\nbudget: {rate: 1000, burst: 1000}\nlogs:\n", pkcs11)
+	fmt.Fprintf(&b, "name: witness.test/hsm\npkcs11:\n%sdb_file: w.db\nlisten: 127.0.0.1:0\nbudget: {rate: 1000, burst: 1000}\nlogging: {format: json}\nlogs:\n", pkcs11)
 	for _, l := range logs {
 		fmt.Fprintf(&b, "  - origin: %q\n    vkeys: [%q]\n", l.Origin, l.VKey)
 	}
