@@ -1,8 +1,9 @@
 // Package service is the one way the appliance's services (logserver,
-// signer, witness) do the plumbing every server needs: a signal-bound
-// context, slog logging from a level and a format, HTTP servers with
-// explicit timeouts and an ordered graceful shutdown, and secrets read
-// from files.
+// signer, witness) do the plumbing every server needs: the -config flag
+// ([ConfigFlag]), a signal-bound context, slog logging from a level and a
+// format, HTTP servers with explicit timeouts and an ordered graceful
+// shutdown, and secrets read from files. (A key of the signer service is
+// configured and opened the one way of package signer/client.)
 //
 // Every service's configuration has the same `logging:` block ([Logging])
 // and the same HTTP timeouts at its top level ([Timeouts]).
