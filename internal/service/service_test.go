@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -91,5 +92,38 @@ func TestRunDrains(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + ln.Addr().String()); err == nil {
 		t.Fatal("still serving after Run returned")
+	}
+}
+
+func TestConfigFlag(t *testing.T) {
+	for _, args := range [][]string{{"-config", "a.yaml"}, {"-c", "a.yaml"}} {
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		p := ConfigFlag(fs, "def.yaml")
+		if err := fs.Parse(args); err != nil || *p != "a.yaml" {
+			t.Fatalf("%v: %q %v", args, *p, err)
+		}
+	}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	if p := ConfigFlag(fs, "def.yaml"); fs.Parse(nil) != nil || *p != "def.yaml" {
+		t.Fatalf("default %q", *p)
+	}
+}
+
+func TestLoggingAndTimeoutsCheck(t *testing.T) {
+	var l Logging
+	if err := l.Check("logging"); err != nil || l != (Logging{Level: "info", Format: "text"}) {
+		t.Fatalf("%+v %v", l, err)
+	}
+	bad := Logging{Level: "loud", Format: "xml"}
+	if err := bad.Check("logging"); err == nil || !strings.Contains(err.Error(), `logging.level "loud"`) || !strings.Contains(err.Error(), `logging.format "xml"`) {
+		t.Fatalf("%v", err)
+	}
+	tm := Timeouts{Read: 3 * time.Second}
+	if err := tm.Check(); err != nil || tm.Read != 3*time.Second || tm.ReadHeader != 5*time.Second || tm.Shutdown != 15*time.Second {
+		t.Fatalf("%+v %v", tm, err)
+	}
+	neg := Timeouts{Idle: -time.Second}
+	if err := neg.Check(); err == nil || !strings.Contains(err.Error(), "idle_timeout -1s") {
+		t.Fatalf("%v", err)
 	}
 }
