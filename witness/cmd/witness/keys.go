@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/stellaops/tlog/internal/notekey"
 	"github.com/stellaops/tlog/internal/service"
@@ -101,6 +102,9 @@ func vkeyCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A key of the signer: wait for a starting signer, but not for ever.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	s, closeKey, err := loadSigner(ctx, cfg, slog.Default())
 	if err != nil {
 		return err
