@@ -66,6 +66,8 @@ type App struct {
 
 	upstream *upstream.Replay // nil without upstream replay
 
+	queue *queueRun // nil with queue.disabled
+
 	stopTUF context.CancelFunc // nil without trust.tuf
 	tufDone chan struct{}
 }
@@ -80,22 +82,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 			built.close()
 		}
 	}()
-	mc, err := mysql.ParseDSN(cfg.Database.DSN)
+	dsn, err := databaseDSN(cfg.Database)
 	if err != nil {
-		return nil, fmt.Errorf("database dsn: %w", err)
+		return nil, err
 	}
-	mc.ParseTime = false
-	// Arguments are interpolated client-side (safe with utf8mb4): one round
-	// trip per statement instead of prepare/execute/close, for us and for
-	// Trillian's storage, which issues most of its statements that way.
-	mc.InterpolateParams = true
-	// Strict mode on every connection (ours and Trillian's): a value that
-	// does not fit is an error, never a warning and a truncated row.
-	if mc.Params == nil {
-		mc.Params = map[string]string{}
-	}
-	mc.Params["sql_mode"] = "'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
-	dsn := mc.FormatDSN()
 	if a.db, err = sql.Open("mysql", dsn); err != nil {
 		return nil, err
 	}
@@ -226,6 +216,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		Outbox:          a.upstreamOutbox(upstream.V1),
 	}, reg)
 	api.Register(mux)
+	if err := a.startQueue(ctx, reg, mux, api); err != nil {
+		return nil, err
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -235,6 +228,26 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	h := a.seq.Head()
 	logger.Info("logserver ready", "tree_id", h.TreeID, "size", h.Size, "log_id", a.seq.LogID(), "hostname", cfg.Hostname)
 	return a, nil
+}
+
+// databaseDSN is the DSN every connection uses (ours and Trillian's).
+func databaseDSN(d config.Database) (string, error) {
+	mc, err := mysql.ParseDSN(d.DSN)
+	if err != nil {
+		return "", fmt.Errorf("database dsn: %w", err)
+	}
+	mc.ParseTime = false
+	// Arguments are interpolated client-side (safe with utf8mb4): one round
+	// trip per statement instead of prepare/execute/close, for us and for
+	// Trillian's storage, which issues most of its statements that way.
+	mc.InterpolateParams = true
+	// Strict mode on every connection (ours and Trillian's): a value that
+	// does not fit is an error, never a warning and a truncated row.
+	if mc.Params == nil {
+		mc.Params = map[string]string{}
+	}
+	mc.Params["sql_mode"] = "'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+	return mc.FormatDSN(), nil
 }
 
 // loadCheckpointSigner opens the C2SP checkpoint's note key (and writes its
@@ -441,6 +454,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) close() {
+	a.stopQueue() // its submissions go through the write path and the outbox
 	if a.upstream != nil {
 		a.upstream.Close()
 	}

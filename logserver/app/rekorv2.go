@@ -39,6 +39,7 @@ type rekorV2 struct {
 	backend    sequence.Backend
 	lease      *store.Lease
 	seq        *sequence.Log
+	api        *rekorv2.Server
 	feeder     atomic.Pointer[witnessing.Feeder]
 	stopFeeder context.CancelFunc
 	feederDone chan struct{}
@@ -196,6 +197,7 @@ func (a *App) startRekorV2(ctx context.Context, cfg *config.Config, dsn string, 
 		return err
 	}
 	api.Register(mux)
+	v.api = api
 	a.log.Info("rekor v2 log ready", "tree_id", v.backend.TreeID(), "size", v.seq.Head().Size,
 		"origin", c.Origin(), "vkey", pers.Signer().VerifierKey(), "url", c.URL, "tiles", c.TilesPrefix)
 	return nil

@@ -79,6 +79,10 @@ type Config struct {
 	// same keys in every service (internal/service.Timeouts).
 	HTTP service.Timeouts `yaml:",inline"`
 
+	// Queue is the durable pending queue of submissions (asynchronous API,
+	// drainer, admin commands).
+	Queue Queue `yaml:"queue"`
+
 	// Logging configures the structured log on stderr.
 	Logging service.Logging `yaml:"logging"`
 }
@@ -643,6 +647,7 @@ func (c *Config) Validate() error {
 	if c.Upstream != nil {
 		c.Upstream.validate(c, bad)
 	}
+	c.Queue.validate(c, bad)
 	if err := c.HTTP.Check(); err != nil {
 		bad("%v", err)
 	}

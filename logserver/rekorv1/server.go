@@ -269,39 +269,8 @@ func (s *Server) getLogProof(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createLogEntry(w http.ResponseWriter, r *http.Request) error {
-	var pe models.ProposedEntry
-	var raw []byte // the request as received, for the outbox
-	if err := readBody(r, "proposedEntry", true, func(rd io.Reader) (err error) {
-		if s.opts.Outbox != nil {
-			raw, _ = io.ReadAll(rd)
-			rd = bytes.NewReader(raw)
-		}
-		pe, err = models.UnmarshalProposedEntry(rd, runtime.JSONConsumer())
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := pe.Validate(strfmt.Default); err != nil {
-		return err
-	}
-	if err := pe.ContextValidate(r.Context(), strfmt.Default); err != nil {
-		return err
-	}
-	entry, err := newEntry(pe)
+	raw, entry, leaf, err := s.checkEntry(r)
 	if err != nil {
-		return badRequest(err, fmt.Sprintf(msgValidation, err))
-	}
-	// Canonicalize validates the entry (the signature over the digest);
-	// validation errors come before the algorithm check, as in Rekor.
-	leaf, err := types.CanonicalizeEntry(r.Context(), entry)
-	if err != nil {
-		var ive *types.InputValidationError
-		if errors.As(err, &ive) {
-			return badRequest(err, fmt.Sprintf(msgValidation, err))
-		}
-		return &apiError{status: http.StatusInternalServerError, message: "error generating canonicalized entry", err: err}
-	}
-	if err := checkAlgorithms(entry, s.opts.Algorithms); err != nil {
 		return err
 	}
 	keys, err := entry.IndexKeys()
@@ -344,6 +313,60 @@ func (s *Server) createLogEntry(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("ETag", id)
 	writeJSON(w, http.StatusCreated, le)
 	return nil
+}
+
+// CheckRequest validates a createLogEntry request exactly as
+// POST /api/v1/log/entries does (body size, Content-Type, the proposed
+// entry, its signature, the allowed algorithms) without logging it. It
+// returns the body as submitted, or answers the error on w (the answer
+// the write endpoint would give) and returns false. The pending queue
+// validates with it at enqueue time.
+func (s *Server) CheckRequest(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes)
+	body, _, _, err := s.checkEntry(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, false
+	}
+	return body, true
+}
+
+// checkEntry reads and validates a proposed entry: its body as read, the
+// entry and its canonical leaf.
+func (s *Server) checkEntry(r *http.Request) ([]byte, types.EntryImpl, []byte, error) {
+	var pe models.ProposedEntry
+	var raw []byte
+	if err := readBody(r, "proposedEntry", true, func(rd io.Reader) (err error) {
+		raw = mustRead(rd)
+		pe, err = models.UnmarshalProposedEntry(bytes.NewReader(raw), runtime.JSONConsumer())
+		return err
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := pe.Validate(strfmt.Default); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := pe.ContextValidate(r.Context(), strfmt.Default); err != nil {
+		return nil, nil, nil, err
+	}
+	entry, err := newEntry(pe)
+	if err != nil {
+		return nil, nil, nil, badRequest(err, fmt.Sprintf(msgValidation, err))
+	}
+	// Canonicalize validates the entry (the signature over the digest);
+	// validation errors come before the algorithm check, as in Rekor.
+	leaf, err := types.CanonicalizeEntry(r.Context(), entry)
+	if err != nil {
+		var ive *types.InputValidationError
+		if errors.As(err, &ive) {
+			return nil, nil, nil, badRequest(err, fmt.Sprintf(msgValidation, err))
+		}
+		return nil, nil, nil, &apiError{status: http.StatusInternalServerError, message: "error generating canonicalized entry", err: err}
+	}
+	if err := checkAlgorithms(entry, s.opts.Algorithms); err != nil {
+		return nil, nil, nil, err
+	}
+	return raw, entry, leaf, nil
 }
 
 // newEntry is types.CreateVersionedEntry, except that a hashedrekord 0.0.1

@@ -289,30 +289,83 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(codes.Unknown, "failed to integrate entry"))
 		return
 	}
-	proof, err := s.log.Tree().InclusionProof(r.Context(), stored.Index, head.Size)
+	tle, err := s.transparencyLogEntry(r.Context(), stored.Index, head, e.kind, e.body)
 	if err != nil {
 		s.logger.ErrorContext(r.Context(), "inclusion proof", slog.Any("error", err))
 		s.fail(w, r, errorf(codes.Unknown, "failed to integrate entry"))
 		return
 	}
+	s.write(w, http.StatusCreated, tle)
+}
+
+// transparencyLogEntry is the answer for the entry at index with body,
+// its inclusion proof against head.
+func (s *Server) transparencyLogEntry(ctx context.Context, index int64, head *sequence.Head, kind *rekorpb.KindVersion, body []byte) (*rekorpb.TransparencyLogEntry, error) {
+	proof, err := s.log.Tree().InclusionProof(ctx, index, head.Size)
+	if err != nil {
+		return nil, err
+	}
 	hashes := make([][]byte, len(proof))
 	for i := range proof {
 		hashes[i] = proof[i][:]
 	}
-	tle := &rekorpb.TransparencyLogEntry{
-		LogIndex:    stored.Index,
+	return &rekorpb.TransparencyLogEntry{
+		LogIndex:    index,
 		LogId:       &v1.LogId{KeyId: s.opts.LogID},
-		KindVersion: e.kind,
+		KindVersion: kind,
 		InclusionProof: &rekorpb.InclusionProof{
-			LogIndex:   stored.Index,
+			LogIndex:   index,
 			RootHash:   head.Root[:],
 			TreeSize:   head.Size,
 			Hashes:     hashes,
 			Checkpoint: &rekorpb.Checkpoint{Envelope: string(head.Checkpoint)},
 		},
-		CanonicalizedBody: e.body,
+		CanonicalizedBody: body,
+	}, nil
+}
+
+// CheckRequest validates a CreateEntryRequest exactly as
+// POST /api/v2/log/entries does, without logging it. It returns the body
+// as submitted, or answers the error on w (the answer the write endpoint
+// would give) and returns false. The pending queue validates with it.
+func (s *Server) CheckRequest(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes))
+	if err != nil {
+		s.fail(w, r, errorf(codes.InvalidArgument, "reading request body: %v", err))
+		return nil, false
 	}
-	s.write(w, http.StatusCreated, tle)
+	if _, err := s.parse(data); err != nil {
+		s.fail(w, r, err)
+		return nil, false
+	}
+	return data, true
+}
+
+// LoggedEntry is the TransparencyLogEntry (protojson, as a 201 carries it)
+// of the published entry at index, with its inclusion proof against the
+// current head: the answer for an entry the queue finds already logged
+// (a 409 carries only its index).
+func (s *Server) LoggedEntry(ctx context.Context, index int64) ([]byte, error) {
+	head := s.log.Head()
+	if index < 0 || index >= head.Size {
+		return nil, fmt.Errorf("entry %d is not published (tree size %d)", index, head.Size)
+	}
+	e, err := s.store.EntryByIndex(ctx, head.TreeID, index)
+	if err != nil {
+		return nil, err
+	}
+	var kv struct {
+		Kind       string `json:"kind"`
+		APIVersion string `json:"apiVersion"`
+	}
+	if err := json.Unmarshal(e.Body, &kv); err != nil {
+		return nil, fmt.Errorf("entry %d: %w", index, err)
+	}
+	tle, err := s.transparencyLogEntry(ctx, index, head, &rekorpb.KindVersion{Kind: kv.Kind, Version: kv.APIVersion}, e.Body)
+	if err != nil {
+		return nil, err
+	}
+	return marshal.Marshal(tle)
 }
 
 // search answers GET /api/v2/log/entries?digest=sha256:<hex> or

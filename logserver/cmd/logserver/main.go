@@ -2,6 +2,7 @@
 //
 //	logserver -config logserver.yaml           # serve
 //	logserver reindex -config logserver.yaml   # rebuild the search index from the stored entries
+//	logserver queue list|drain|cancel -config logserver.yaml   # the pending queue (see deployment/README.md)
 //
 // Every setting is documented on the Config struct in logserver/config.
 package main
@@ -25,6 +26,9 @@ import (
 
 func main() {
 	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "queue" {
+		exitOn(app.QueueCommand(context.Background(), args[1:], os.Stdout))
+	}
 	cmd := run
 	if len(args) > 0 && args[0] == "reindex" {
 		cmd, args = reindex, args[1:]
@@ -36,6 +40,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "logserver:", err)
 		os.Exit(1)
 	}
+}
+
+// exitOn exits: 1 after printing err, 0 without.
+func exitOn(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logserver:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 func run(path string) error {
