@@ -341,6 +341,9 @@ func (q *Queue) process(ctx context.Context, c *claimed) {
 			return err
 		})
 		q.m.success.Inc()
+		if !o.fresh {
+			q.m.alreadyLogged.Inc()
+		}
 		q.m.latency.Observe((c.age + time.Since(c.claimed)).Seconds())
 		log.Debug("queued entry logged", "log_index", o.index, "uuid", o.uuid, "duplicate", !o.fresh)
 	case o.wait > 0:

@@ -24,8 +24,10 @@ const PriorityHeader = "X-Queue-Priority"
 // A POST is validated as the API's write endpoint would validate it; a
 // refusal is that endpoint's answer, and nothing is stored.
 func (q *Queue) Register(mux *http.ServeMux) {
-	for api := range q.opts.Check {
-		mux.HandleFunc("POST /api/"+api+"/queue/entries", func(w http.ResponseWriter, r *http.Request) { q.post(w, r, api) })
+	for _, api := range []string{APIv1, APIv2} {
+		if q.opts.Check[api] != nil {
+			mux.HandleFunc("POST /api/"+api+"/queue/entries", func(w http.ResponseWriter, r *http.Request) { q.post(w, r, api) })
+		}
 		mux.HandleFunc("GET /api/"+api+"/queue/entries/{id}", q.get)
 	}
 }

@@ -13,6 +13,7 @@ var knownTiers = []string{"graph", "edge"}
 
 type metrics struct {
 	success, retries, failed, enqueued, budgetWaits prometheus.Counter
+	alreadyLogged                                   prometheus.Counter
 	rejectedFull, rejectedInvalid                   prometheus.Counter
 	latency                                         prometheus.Histogram
 }
@@ -25,6 +26,8 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 			Help: "Failed submissions of queued entries rescheduled with backoff."}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "logserver_queue_failed_total",
 			Help: "Queued entries marked failed (refused by the log, or attempts exhausted)."}),
+		alreadyLogged: prometheus.NewCounter(prometheus.CounterOpts{Name: "logserver_queue_already_logged_total",
+			Help: "Queued entries the log already held (its 409: a replay after a crash, or the same entry written directly), recorded as logged."}),
 		enqueued: prometheus.NewCounter(prometheus.CounterOpts{Name: "logserver_queue_enqueued_total",
 			Help: "Submissions accepted into the pending queue (202)."}),
 		budgetWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "logserver_queue_budget_waits_total",
@@ -40,7 +43,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.success, m.retries, m.failed, m.enqueued, m.budgetWaits,
+	for _, c := range []prometheus.Collector{m.success, m.alreadyLogged, m.retries, m.failed, m.enqueued, m.budgetWaits,
 		m.rejectedFull, m.rejectedInvalid, m.latency, &depth{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
