@@ -21,9 +21,13 @@ type writeLimit struct {
 	bytes    int64
 }
 
+// limitedWrites are the paths whose bodies writeLimit bounds: the v1 write
+// and the pending queue's submissions (which read a whole entry too).
+var limitedWrites = map[string]bool{"/api/v1/log/entries": true, "/api/v1/queue/entries": true, "/api/v2/queue/entries": true}
+
 func (l *writeLimit) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/api/v1/log/entries" {
+		if r.Method != http.MethodPost || !limitedWrites[r.URL.Path] {
 			next.ServeHTTP(w, r)
 			return
 		}
