@@ -2,9 +2,11 @@ package queue_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -20,6 +22,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/queue"
+	"github.com/stellaops/tlog/logserver/tenant"
 )
 
 // treeSize is the v1 log's size.
@@ -239,5 +243,62 @@ func TestQueuePriorityOrder(t *testing.T) {
 		if *st.LogIndex != int64(pos) || st.Priority != prios[i] {
 			t.Fatalf("row #%d (priority %d) logged at %d, want %d", i, prios[i], *st.LogIndex, pos)
 		}
+	}
+}
+
+// TestEnqueueHook: the admission middleware's hook validates like the
+// write endpoint (a refusal carries that endpoint's answer, nothing is
+// stored), stores the tenant and tier it is given, and the drainer logs
+// the row; a body over queue.max_body_bytes is refused with 413.
+func TestEnqueueHook(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Queue.MaxBodyBytes = 4096 })
+	q := e.ls.App.Queue()
+	ctx := context.Background()
+	_, err := q.Enqueue(ctx, "v1", tenant.Tenant{Name: "alice", Authenticated: true}, "edge", []byte(`{"kind":"nope"}`))
+	var rej *queue.RejectedError
+	want := do(t, "POST", e.ls.URL+"/api/v1/log/entries", []byte(`{"kind":"nope"}`), nil)
+	if !errors.As(err, &rej) || rej.Status != want.code || !bytes.Equal(rej.Body, want.body) {
+		t.Fatalf("hook on bad input: %v; the write endpoint answers %d %s", err, want.code, want.body)
+	}
+	if _, err := q.Enqueue(ctx, "v3", tenant.Tenant{Name: "alice"}, "graph", e.v1Body(t, "x")); err == nil {
+		t.Fatal("unknown api accepted")
+	}
+	// Valid, padded past the queue's cap (the log's own cap is 32 MiB).
+	big := append(e.v1Body(t, "big"), bytes.Repeat([]byte(" "), 5000)...)
+	if a := do(t, "POST", e.ls.URL+"/api/v1/queue/entries", big, nil); a.code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("body of %d bytes over max_body_bytes: %d %s", len(big), a.code, a.body)
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM queue_entries"); n != 0 {
+		t.Fatalf("%d rows stored from refused input", n)
+	}
+	id, err := q.Enqueue(ctx, "v1", tenant.Tenant{Name: "alice", Authenticated: true}, "edge", e.v1Body(t, "via the hook"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tn, tier string
+	if err := e.db.QueryRow("SELECT tenant, tier FROM queue_entries WHERE id = ?", id).Scan(&tn, &tier); err != nil || tn != "alice" || tier != "edge" {
+		t.Fatalf("row: tenant %q tier %q %v", tn, tier, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		row, err := q.Get(ctx, id, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.State == queue.StateLogged {
+			e.verifyV1(t, row.Result)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hook row not logged: %+v", row)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The default tenant does not see alice's row.
+	if code, _ := getStatus(t, e.ls.URL, id); code != http.StatusNotFound {
+		t.Fatalf("another tenant's row: %d", code)
+	}
+	if got := metric(t, e.ls.URL, `attestor_rekor_queue_depth{tier="edge"}`); got != 0 {
+		t.Fatalf("edge depth %v", got)
 	}
 }
