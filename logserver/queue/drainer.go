@@ -101,7 +101,7 @@ func New(db *sql.DB, o Options) (*Queue, error) {
 	if o.DefaultTenant == "" {
 		o.DefaultTenant = "default"
 	}
-	q := &Queue{Store: NewStore(db), opts: o, wake: make(chan struct{}, o.Workers)}
+	q := &Queue{Store: NewStore(db), opts: o, wake: make(chan struct{}, 1)}
 	var err error
 	if q.m, err = newMetrics(o.Registerer, q.Store); err != nil {
 		return nil, err
@@ -180,45 +180,56 @@ func (e *RejectedError) WriteResponse(w http.ResponseWriter) {
 	_, _ = w.Write(e.Body)
 }
 
-// Run drains until ctx ends, with Options.Workers submissions at once. A
-// submission in flight when ctx ends is finished (it is bounded by the
-// log's write timeout), so a graceful stop leaves no claim behind.
+// Run drains until ctx ends, with Options.Workers submissions at once: one
+// loop claims as many due rows as workers are free (one transaction), and
+// each claimed row is submitted by its own goroutine. A submission in
+// flight when ctx ends is finished (it is bounded by the log's write
+// timeout), so a graceful stop leaves no claim behind.
 func (q *Queue) Run(ctx context.Context) {
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	free := make(chan struct{}, q.opts.Workers) // a token per idle worker
 	for range q.opts.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q.work(ctx)
-		}()
+		free <- struct{}{}
 	}
-	wg.Wait()
-}
-
-func (q *Queue) work(ctx context.Context) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
+	freed := make(chan struct{}, 1)
+	poll := time.NewTimer(q.opts.Poll)
+	defer poll.Stop()
+	for ctx.Err() == nil {
+		n := len(free)
+		if n == 0 {
+			select {
+			case <-ctx.Done():
+			case <-freed:
+			}
+			continue
+		}
+		rows, err := q.claim(ctx, n, q.opts.Lease)
+		if err != nil && ctx.Err() == nil {
+			q.opts.Logger.Warn("queue claim", "error", err)
+		}
+		for _, c := range rows {
+			<-free
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				q.process(context.WithoutCancel(ctx), c)
+				free <- struct{}{}
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		if err == nil && len(rows) == n {
+			continue // perhaps more are due
+		}
+		poll.Reset(q.opts.Poll)
 		select {
 		case <-ctx.Done():
-			return
-		case <-t.C:
 		case <-q.wake:
+		case <-poll.C:
 		}
-		for ctx.Err() == nil {
-			c, err := q.claim(ctx, q.opts.Lease)
-			if errors.Is(err, sql.ErrNoRows) {
-				break
-			}
-			if err != nil {
-				if ctx.Err() == nil {
-					q.opts.Logger.Warn("queue claim", "error", err)
-				}
-				break
-			}
-			q.process(context.WithoutCancel(ctx), c)
-		}
-		t.Reset(q.opts.Poll)
 	}
 }
 
@@ -230,36 +241,62 @@ type claimed struct {
 	claimed time.Time
 }
 
-// claim takes the first due row: pending, due, not claimed (or its claim
-// lapsed), highest priority then oldest; sql.ErrNoRows if none.
-func (s *Store) claim(ctx context.Context, lease time.Duration) (*claimed, error) {
+// claim takes up to n due rows: pending, due, not claimed (or their claim
+// lapsed), highest priority then oldest, skipping rows another drainer is
+// claiming at the same moment.
+func (s *Store) claim(ctx context.Context, n int, lease time.Duration) ([]*claimed, error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	var seq int64
-	if err := tx.QueryRowContext(ctx, `SELECT seq FROM queue_entries
+	rows, err := tx.QueryContext(ctx, `SELECT seq FROM queue_entries
 		WHERE state = 'pending' AND next_attempt_at <= NOW(6) AND (claimed_until IS NULL OR claimed_until <= NOW(6))
-		ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(&seq); err != nil {
-		return nil, err
-	}
-	token := NewID()
-	if _, err := tx.ExecContext(ctx, `UPDATE queue_entries SET claimed_until = NOW(6) + INTERVAL ? MICROSECOND, claim_token = ?
-		WHERE seq = ?`, lease.Microseconds(), token, seq); err != nil {
-		return nil, err
-	}
-	var body []byte
-	var age int64
-	e, err := scanEntry(tx.QueryRowContext(ctx, "SELECT "+columns+", body, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)) FROM queue_entries WHERE seq = ?", seq), &body, &age)
+		ORDER BY priority DESC, seq LIMIT ? FOR UPDATE SKIP LOCKED`, n)
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.Commit(); err != nil {
+	var seqs []any
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		seqs = append(seqs, seq)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(seqs) == 0 {
 		return nil, err
 	}
-	e.Body = body
-	return &claimed{Entry: e, token: token, age: time.Duration(age) * time.Microsecond, claimed: time.Now()}, nil
+	token := NewID()
+	in := strings.TrimSuffix(strings.Repeat("?,", len(seqs)), ",")
+	if _, err := tx.ExecContext(ctx, `UPDATE queue_entries SET claimed_until = NOW(6) + INTERVAL ? MICROSECOND, claim_token = ?
+		WHERE seq IN (`+in+`)`, append([]any{lease.Microseconds(), token}, seqs...)...); err != nil {
+		return nil, err
+	}
+	got, err := tx.QueryContext(ctx, "SELECT "+columns+", body, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)) FROM queue_entries WHERE claim_token = ? ORDER BY priority DESC, seq", token)
+	if err != nil {
+		return nil, err
+	}
+	defer got.Close()
+	now := time.Now()
+	var out []*claimed
+	for got.Next() {
+		var body []byte
+		var age int64
+		e, err := scanEntry(got, &body, &age)
+		if err != nil {
+			return nil, err
+		}
+		e.Body = body
+		out = append(out, &claimed{Entry: e, token: token, age: time.Duration(age) * time.Microsecond, claimed: now})
+	}
+	if err := got.Err(); err != nil {
+		return nil, err
+	}
+	got.Close()
+	return out, tx.Commit()
 }
 
 // logged records the log's answer for a claimed row (also over a cancel

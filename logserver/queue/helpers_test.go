@@ -44,7 +44,7 @@ type env struct {
 	v2vkey string
 }
 
-func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+func newEnv(t testing.TB, mutate func(*config.Config)) *env {
 	t.Helper()
 	m := stack.TestMariaDB(t, false)
 	e := &env{m: m, dsn: stack.TestDatabase(t, m, "queue"), dir: t.TempDir()}
@@ -52,7 +52,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	return e
 }
 
-func (e *env) start(t *testing.T, mutate func(*config.Config)) {
+func (e *env) start(t testing.TB, mutate func(*config.Config)) {
 	t.Helper()
 	e.ls = stack.StartLogserver(t, e.dsn, e.dir, func(c *config.Config) {
 		c.RekorV2 = &config.RekorV2{URL: "http://127.0.0.1", KeyFile: filepath.Join(e.dir, "v2.pem"), CreateKey: true,
@@ -66,7 +66,7 @@ func (e *env) start(t *testing.T, mutate func(*config.Config)) {
 }
 
 // connect opens the test's connection and loads the logs' keys.
-func (e *env) connect(t *testing.T) {
+func (e *env) connect(t testing.TB) {
 	t.Helper()
 	if e.db == nil {
 		db, err := sql.Open("mysql", e.dsn)
