@@ -71,9 +71,16 @@ type Options struct {
 	V2Entry func(ctx context.Context, index int64) ([]byte, error)
 	// Budget is charged per submission; nil: no budgets.
 	Budget Budget
-	// Tier classifies a submission; nil: every submission is "graph".
-	Tier func(r *http.Request, api string, body []byte) string
-	// DefaultTenant owns requests whose context carries no tenant.
+	// Tier classifies a submission (an error is the caller's: 400); nil:
+	// every submission is "graph".
+	Tier func(r *http.Request, api string, body []byte) (string, error)
+	// Resolve attributes an API request to its tenant (an error: 401);
+	// nil: the tenant in the request's context, else DefaultTenant.
+	Resolve func(r *http.Request) (tenant.Tenant, error)
+	// RequireAuthentication refuses submissions of unauthenticated
+	// (default-tenant) requests with 401, as the write endpoints do.
+	RequireAuthentication bool
+	// DefaultTenant owns requests without a tenant when Resolve is nil.
 	DefaultTenant string
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer

@@ -32,15 +32,34 @@ func (q *Queue) Register(mux *http.ServeMux) {
 	}
 }
 
-// tenantOf is the request's tenant (the default tenant without one).
-func (q *Queue) tenantOf(r *http.Request) tenant.Tenant {
-	if t, ok := tenant.FromContext(r.Context()); ok {
-		return t
+// ErrUnauthenticated: the request's credentials name no tenant, or the
+// queue takes submissions only from authenticated tenants.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// tenantOf is the request's tenant.
+func (q *Queue) tenantOf(r *http.Request) (tenant.Tenant, error) {
+	if q.opts.Resolve != nil {
+		t, err := q.opts.Resolve(r)
+		if err != nil {
+			return t, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+		}
+		return t, nil
 	}
-	return tenant.Tenant{Name: q.opts.DefaultTenant}
+	if t, ok := tenant.FromContext(r.Context()); ok {
+		return t, nil
+	}
+	return tenant.Tenant{Name: q.opts.DefaultTenant}, nil
 }
 
 func (q *Queue) post(w http.ResponseWriter, r *http.Request, api string) {
+	t, err := q.tenantOf(r)
+	if err == nil && q.opts.RequireAuthentication && !t.Authenticated {
+		err = fmt.Errorf("%w: this log accepts entries only from authenticated tenants: send Authorization: Bearer <token> or a client certificate", ErrUnauthenticated)
+	}
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
 	prio := 0
 	if h := r.Header.Get(PriorityHeader); h != "" {
 		p, err := strconv.Atoi(h)
@@ -57,9 +76,12 @@ func (q *Queue) post(w http.ResponseWriter, r *http.Request, api string) {
 	}
 	tier := "graph"
 	if q.opts.Tier != nil {
-		tier = q.opts.Tier(r, api, body)
+		if tier, err = q.opts.Tier(r, api, body); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
-	id, err := q.insert(r.Context(), api, q.tenantOf(r).Name, tier, prio, body)
+	id, err := q.insert(r.Context(), api, t.Name, tier, prio, body)
 	if err != nil {
 		q.fail(w, r, err)
 		return
@@ -92,7 +114,12 @@ func (q *Queue) get(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, ErrNotFound)
 		return
 	}
-	e, err := q.Get(r.Context(), id, q.tenantOf(r).Name)
+	t, err := q.tenantOf(r)
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	e, err := q.Get(r.Context(), id, t.Name)
 	if err != nil {
 		q.fail(w, r, err)
 		return
@@ -122,6 +149,9 @@ func (q *Queue) fail(w http.ResponseWriter, r *http.Request, err error) {
 		rej.WriteResponse(w)
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "no such queued entry")
+	case errors.Is(err, ErrUnauthenticated):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="transparency log"`)
+		writeError(w, http.StatusUnauthorized, err.Error())
 	default:
 		q.opts.Logger.ErrorContext(r.Context(), "queue request", "method", r.Method, "path", r.URL.Path, "error", err)
 		w.Header().Set("Retry-After", "5")
