@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/queue"
 	"github.com/stellaops/tlog/logserver/rekorv1"
@@ -94,7 +95,7 @@ func QueueCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("logserver queue "+sub, flag.ContinueOnError)
-	path := fs.String("config", "logserver.yaml", "configuration file (YAML)")
+	path := service.ConfigFlag(fs, "logserver.yaml")
 	state := fs.String("state", "", "list: only rows in this state (pending, logged, failed, cancelled)")
 	tenantName := fs.String("tenant", "", "list: only this tenant's rows")
 	limit := fs.Int("limit", 1000, "list: at most this many rows")
