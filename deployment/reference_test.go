@@ -146,7 +146,7 @@ the defaults written here.
 		srcs        map[string]*source
 	}{
 		{"logserver (`logserver.yaml`, `logserver -config FILE`)", "logserver/config/config.go",
-			map[string]*source{"": parse(t, "logserver/config/config.go", "logserver/config/upstream.go", "logserver/config/queue.go"), "retry": parse(t, "internal/retry/retry.go"),
+			map[string]*source{"": parse(t, "logserver/config/config.go", "logserver/config/upstream.go", "logserver/config/queue.go", "logserver/config/freeze.go"), "retry": parse(t, "internal/retry/retry.go"),
 				"signerclient": client, "service": service}},
 		{"signer (`signer.yaml`, `signer serve -config FILE`)", "signer/server/config.go",
 			map[string]*source{"": parse(t, "signer/server/config.go"), "pkcs11": parse(t, "signer/pkcs11/token.go"), "service": service}},

@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerFrozen(reg, cfg)
 	a.seq, err = sequence.Open(ctx, a.backend, sequence.MySQLStore(st), notary, sequence.Options{
 		// The feeder, once started, hears of every new head.
 		OnHead: func(h *sequence.Head) {
@@ -214,6 +215,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		PublicKeyPEM:    pubPEM,
 		Logger:          logger,
 		Outbox:          a.upstreamOutbox(upstream.V1),
+		ReadOnly:        readOnly(cfg.Freeze),
 	}, reg)
 	api.Register(mux)
 	if err := a.startQueue(ctx, reg, mux, api); err != nil {
@@ -226,7 +228,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	a.handler = limit.wrap(mux)
 	a.serveCtx, a.stopServe = context.WithCancel(context.Background())
 	h := a.seq.Head()
-	logger.Info("logserver ready", "tree_id", h.TreeID, "size", h.Size, "log_id", a.seq.LogID(), "hostname", cfg.Hostname)
+	logger.Info("logserver ready", "tree_id", h.TreeID, "size", h.Size, "log_id", a.seq.LogID(), "hostname", cfg.Hostname, "frozen", cfg.Freeze.Frozen)
 	return a, nil
 }
 

@@ -192,6 +192,7 @@ func (a *App) startRekorV2(ctx context.Context, cfg *config.Config, dsn string, 
 	api, err := rekorv2.New(v.seq, st, rekorv2.Options{
 		LogID: pers.LogID(), MaxRequestBytes: cfg.API.MaxRequestBytes, WriteTimeout: cfg.API.WriteTimeout,
 		Logger: a.log.With("log", v2Role), Outbox: a.upstreamOutbox(upstream.V2),
+		ReadOnly: readOnly(c.Freeze),
 	})
 	if err != nil {
 		return err
@@ -199,7 +200,8 @@ func (a *App) startRekorV2(ctx context.Context, cfg *config.Config, dsn string, 
 	api.Register(mux)
 	v.api = api
 	a.log.Info("rekor v2 log ready", "tree_id", v.backend.TreeID(), "size", v.seq.Head().Size,
-		"origin", c.Origin(), "vkey", pers.Signer().VerifierKey(), "url", c.URL, "tiles", c.TilesPrefix)
+		"origin", c.Origin(), "vkey", pers.Signer().VerifierKey(), "url", c.URL, "tiles", c.TilesPrefix,
+		"frozen", c.Freeze.Frozen)
 	return nil
 }
 

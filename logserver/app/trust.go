@@ -37,11 +37,15 @@ func (a *App) startTrust(ctx context.Context, cfg *config.Config, st *store.Stor
 		logs = append(v2Logs(cfg.RekorV2.URL, a.v2, v2start), logs...)
 		signing["rekor-v2.pub.pem"] = a.v2.pub
 	}
+	logs, signingLogs, err := a.freezeTrust(ctx, cfg, st, logs)
+	if err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
 	tr, err := trust.TrustedRoot(logs)
 	if err != nil {
 		return err
 	}
-	sc, err := trust.SigningConfig(logs, tc.Operator)
+	sc, err := trust.SigningConfig(signingLogs, tc.Operator)
 	if err != nil {
 		return err
 	}

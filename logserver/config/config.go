@@ -66,6 +66,12 @@ type Config struct {
 	// and Ed25519 key, POST /api/v2/log/entries, tiled and witnessed.
 	RekorV2 *RekorV2 `yaml:"rekor_v2"`
 
+	// Freeze makes the Rekor v1 log read-only, to retire its tree: writes
+	// get 403 naming the successor; entries, proofs, tiles, checkpoints
+	// and witnessing go on; the trust files end its validity (type Freeze;
+	// deployment/README.md, "Freezing a tree and starting a new one").
+	Freeze Freeze `yaml:"freeze"`
+
 	// Trust, if set, generates the files clients trust the logs with
 	// (package logserver/trust) at every start, serves them under
 	// GET /trust/ and writes them into Trust.Dir.
@@ -124,6 +130,8 @@ type RekorV2 struct {
 	// origin and vkey). Empty: no witnesses. The timing settings of
 	// witnessing apply.
 	PolicyFile string `yaml:"policy_file"`
+	// Freeze makes the v2 log read-only, as freeze does the v1 log.
+	Freeze Freeze `yaml:"freeze"`
 }
 
 // Origin is the v2 log's checkpoint origin: the host name of URL.
@@ -609,7 +617,9 @@ func (c *Config) Validate() error {
 	if err := tlogtiles.CheckPrefix(c.Tiles.Prefix); err != nil {
 		bad("tiles.prefix: %v", err)
 	}
+	c.Freeze.validate("freeze", bad)
 	if v2 := c.RekorV2; v2 != nil {
+		v2.Freeze.validate("rekor_v2.freeze", bad)
 		if u, err := url.Parse(v2.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 			bad("rekor_v2.url %q: want http(s)://host[:port]", v2.URL)
 		} else if v2.Origin() == c.Witnessing.Origin {

@@ -77,6 +77,10 @@ type Options struct {
 	Outbox interface {
 		Before(ctx context.Context, leafHash [32]byte, body []byte) (done func(logged bool), err error)
 	}
+	// ReadOnly, if set, is why the log takes no entries (it is frozen):
+	// every write is refused with PermissionDenied (HTTP 403) and this
+	// message, before its body is read. Reads are served as ever.
+	ReadOnly string
 }
 
 // Server answers the Rekor v2 API of one log.
@@ -234,6 +238,10 @@ func verifierKey(v *pb.Verifier) string {
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
+	if s.opts.ReadOnly != "" {
+		s.fail(w, r, errorf(codes.PermissionDenied, "%s", s.opts.ReadOnly))
+		return
+	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes))
 	if err != nil {
 		s.fail(w, r, errorf(codes.InvalidArgument, "reading request body: %v", err))
