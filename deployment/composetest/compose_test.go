@@ -257,8 +257,8 @@ func checkMetrics(t *testing.T, p *project) {
 		}
 	}
 	exported := map[string]bool{"up": true} // up is Prometheus's own
-	for _, u := range []string{p.logURL, p.signerURL, p.witnessURL} {
-		b, err := get(u + "/metrics")
+	for _, u := range []string{p.logURL + "/metrics", p.signerURL + "/metrics", p.witnessURL + "/metrics", p.mirrorMetricsURL} {
+		b, err := get(u)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,7 +323,7 @@ func checkMetrics(t *testing.T, p *project) {
 
 // metricName matches the metric names in a PromQL expression: ours, the
 // process collector's and up (label names and functions never start so).
-var metricName = regexp.MustCompile(`\b(?:logserver|signer|witness|process)_[a-z0-9_]+\b|\bup\b`)
+var metricName = regexp.MustCompile(`\b(?:logserver|signer|witness|mirror|process)_[a-z0-9_]+\b|\bup\b`)
 
 // backupRestore runs deployment/backup.sh and deployment/restore.sh as the
 // manual says: a restore of the newest backup has every entry and keeps
