@@ -1,7 +1,7 @@
 // Package observability holds the monitoring files of the appliance
-// (prometheus.yml, alerts.yml, grafana-dashboard.json); this test checks
-// them with the real promtool. That every metric they name is exported by
-// a running service is checked by deployment/composetest.
+// (prometheus.yml, alerts.yml, grafana-dashboard.json); these tests check
+// them with the real promtool (rules, unit tests of the alerts) and run
+// them in the real Prometheus against the running appliance (live_test.go).
 package observability
 
 import (
@@ -15,7 +15,10 @@ import (
 	"github.com/stellaops/tlog/testing/stack"
 )
 
-var promtool = stack.Tool{Name: "promtool", Package: "github.com/prometheus/prometheus/cmd/promtool", Version: "v0.316.0"}
+var (
+	promtool       = stack.Tool{Name: "promtool", Package: "github.com/prometheus/prometheus/cmd/promtool", Version: "v0.316.0"}
+	prometheusTool = stack.Tool{Name: "prometheus", Package: "github.com/prometheus/prometheus/cmd/prometheus", Version: "v0.316.0"}
+)
 
 func run(t *testing.T, bin string, args ...string) string {
 	t.Helper()
