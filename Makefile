@@ -8,7 +8,7 @@ TAGS    := batched_queue
 GOFLAGS_BUILD := -tags $(TAGS) -trimpath
 BIN     := bin
 
-.PHONY: all deps build test vet run clean compose-plugin base-image docker-bin images up down
+.PHONY: all deps build test vet run clean compose-plugin base-image docker-bin images up down prometheus-bin observability
 
 all: build
 
@@ -68,3 +68,17 @@ up: images
 
 down: compose-plugin
 	$(COMPOSE) down
+
+# Prometheus for the compose observability profile, built from the Go module
+# proxy (its image is made like ours: no pull). Grafana is not built: see
+# deployment/README.md, Observability.
+PROMETHEUS_VERSION := v0.316.0
+
+prometheus-bin:
+	@mkdir -p $(BIN)/docker
+	GOBIN=$(abspath $(BIN)/docker) GOFLAGS= $(GO) install -ldflags "-s -w" \
+		github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION)
+
+observability: images prometheus-bin
+	$(COMPOSE) --profile observability build prometheus
+	$(COMPOSE) --profile observability up -d --wait

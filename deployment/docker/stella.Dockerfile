@@ -57,3 +57,19 @@ EXPOSE 8090
 HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 CMD ["healthcheck", "http://127.0.0.1:8090/readyz"]
 ENTRYPOINT ["/usr/local/bin/signer"]
 CMD ["serve", "-config", "/var/lib/stella/signer/signer.yaml"]
+
+# Prometheus for the optional observability profile, from the binary
+# `make prometheus-bin` builds from the Go module proxy (github.com/
+# prometheus/prometheus, Apache-2.0) into bin/docker/; its web UI is not
+# built in (the HTTP API, rules and alerts are), so no pull and no npm. The
+# configuration and rules are mounted from deployment/observability/.
+# Last, so that building the other targets never needs its binary.
+FROM runtime AS prometheus
+USER root
+RUN install -d -o stella -g stella -m 0700 /var/lib/stella/prometheus
+USER 10001:10001
+COPY bin/docker/prometheus /usr/local/bin/prometheus
+EXPOSE 9090
+HEALTHCHECK --interval=5s --timeout=5s --start-period=30s --retries=3 CMD ["healthcheck", "http://127.0.0.1:9090/-/ready"]
+ENTRYPOINT ["/usr/local/bin/prometheus"]
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/var/lib/stella/prometheus", "--storage.tsdb.retention.time=90d"]

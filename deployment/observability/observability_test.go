@@ -72,3 +72,45 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeProfile: the compose file's observability profile is valid
+// and runs the Prometheus image built here (no pull) with these files
+// where prometheus.yml names them; Grafana, which is pulled, is left out
+// of it (profile grafana).
+func TestComposeProfile(t *testing.T) {
+	if err := exec.Command("docker", "compose", "version").Run(); err != nil {
+		t.Skip("the docker compose v2 plugin is not installed (make compose-plugin)")
+	}
+	out, err := exec.Command("docker", "compose", "-f", "../../docker-compose.yml", "--profile", "observability",
+		"config", "--format", "json").Output()
+	if err != nil {
+		t.Fatalf("docker compose --profile observability config: %v\n%s", err, out)
+	}
+	var c struct {
+		Services map[string]struct {
+			Image   string
+			Build   *struct{ Target string }
+			Volumes []struct{ Source, Target string }
+		}
+	}
+	if err := json.Unmarshal(out, &c); err != nil {
+		t.Fatal(err)
+	}
+	p, ok := c.Services["prometheus"]
+	if !ok || p.Build == nil || p.Build.Target != "prometheus" || !strings.HasPrefix(p.Image, "stella/prometheus:") {
+		t.Fatalf("prometheus service: %+v, want the stella/prometheus image built from the Dockerfile's prometheus target", p)
+	}
+	mounts := map[string]string{}
+	for _, v := range p.Volumes {
+		mounts[v.Target] = v.Source
+	}
+	for target, file := range map[string]string{"/etc/prometheus/prometheus.yml": "prometheus.yml", "/etc/prometheus/alerts.yml": "alerts.yml"} {
+		abs, _ := filepath.Abs(file)
+		if mounts[target] != abs {
+			t.Errorf("prometheus mounts %q at %s, want %s", mounts[target], target, abs)
+		}
+	}
+	if _, ok := c.Services["grafana"]; ok {
+		t.Error("the observability profile starts grafana, whose image must be pulled")
+	}
+}
