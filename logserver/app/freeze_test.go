@@ -98,6 +98,7 @@ func TestFreeze(t *testing.T) {
 	ls.Restart()
 	refusedV1(t, u, post, v1Entry())
 	refusedV1(t, u, post, []byte("not even JSON")) // refused before the body is read
+	refusedV1At(t, u, post, "/api/v1/queue/entries", v1Entry()) // nor queued for later
 	refusedRekorCLI(t, cli, u, s, dir)
 	if err := v2Write(); err != nil {
 		t.Fatalf("v2 write with only the v1 log frozen: %v", err)
@@ -117,6 +118,9 @@ func TestFreeze(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &st); code != http.StatusForbidden || err != nil || st.Code != 7 || !strings.Contains(st.Message, "frozen") || !strings.Contains(st.Message, successor) {
 		t.Fatalf("v2 write to a frozen log: %d %s, want 403 with PermissionDenied (7) naming the successor", code, b)
+	}
+	if qc, qb := post("/api/v2/queue/entries", []byte(`{}`)); qc != http.StatusForbidden || !strings.Contains(string(qb), successor) {
+		t.Fatalf("v2 queue submission to a frozen log: %d %s, want the same 403", qc, qb)
 	}
 	if err := v2Write(); err == nil || !strings.Contains(err.Error(), "frozen") {
 		t.Fatalf("sigstore-go writing to the frozen v2 log: %v, want the refusal", err)
@@ -142,8 +146,14 @@ func TestFreeze(t *testing.T) {
 // body naming the successor, and the log does not grow.
 func refusedV1(t *testing.T, u string, post func(string, []byte) (int, []byte), body []byte) {
 	t.Helper()
+	refusedV1At(t, u, post, "/api/v1/log/entries", body)
+}
+
+// refusedV1At: the same for the write endpoint at path.
+func refusedV1At(t *testing.T, u string, post func(string, []byte) (int, []byte), path string, body []byte) {
+	t.Helper()
 	before := treeSize(t, u)
-	code, b := post("/api/v1/log/entries", body)
+	code, b := post(path, body)
 	var e struct {
 		Code    int
 		Message string

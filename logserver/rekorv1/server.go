@@ -273,32 +273,7 @@ func (s *Server) getLogProof(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createLogEntry(w http.ResponseWriter, r *http.Request) error {
-<<<<<<< HEAD
 	raw, entry, leaf, err := s.checkEntry(r)
-=======
-	if s.opts.ReadOnly != "" {
-		return &apiError{status: http.StatusForbidden, message: s.opts.ReadOnly}
-	}
-	var pe models.ProposedEntry
-	var raw []byte // the request as received, for the outbox
-	if err := readBody(r, "proposedEntry", true, func(rd io.Reader) (err error) {
-		if s.opts.Outbox != nil {
-			raw, _ = io.ReadAll(rd)
-			rd = bytes.NewReader(raw)
-		}
-		pe, err = models.UnmarshalProposedEntry(rd, runtime.JSONConsumer())
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := pe.Validate(strfmt.Default); err != nil {
-		return err
-	}
-	if err := pe.ContextValidate(r.Context(), strfmt.Default); err != nil {
-		return err
-	}
-	entry, err := newEntry(pe)
->>>>>>> ba55a00 (logserver: read-only freeze per log (freeze, rekor_v2.freeze: frozen, successor): writes refused with 403 in each API's error shape naming the successor, reads, proofs, tiles, checkpoints and witnessing go on, /readyz 200, logserver_log_frozen{log}; trusted_root.json ends a frozen log's validity a second after its last entry, signing_config.json no longer offers it; test over real MariaDB (v1 frozen, both, neither; rekor-cli and sigstore-go see the refusal); README procedure; CONFIG.md)
 	if err != nil {
 		return err
 	}
@@ -363,6 +338,9 @@ func (s *Server) CheckRequest(w http.ResponseWriter, r *http.Request) ([]byte, b
 // checkEntry reads and validates a proposed entry: its body as read, the
 // entry and its canonical leaf.
 func (s *Server) checkEntry(r *http.Request) ([]byte, types.EntryImpl, []byte, error) {
+	if s.opts.ReadOnly != "" {
+		return nil, nil, nil, &apiError{status: http.StatusForbidden, message: s.opts.ReadOnly}
+	}
 	var pe models.ProposedEntry
 	var raw []byte
 	if err := readBody(r, "proposedEntry", true, func(rd io.Reader) (err error) {

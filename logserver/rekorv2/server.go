@@ -337,6 +337,10 @@ func (s *Server) transparencyLogEntry(ctx context.Context, index int64, head *se
 // as submitted, or answers the error on w (the answer the write endpoint
 // would give) and returns false. The pending queue validates with it.
 func (s *Server) CheckRequest(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if s.opts.ReadOnly != "" {
+		s.fail(w, r, errorf(codes.PermissionDenied, "%s", s.opts.ReadOnly))
+		return nil, false
+	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes))
 	if err != nil {
 		s.fail(w, r, errorf(codes.InvalidArgument, "reading request body: %v", err))
