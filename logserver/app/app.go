@@ -9,6 +9,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/stellaops/tlog/internal/durablefile"
 	"github.com/stellaops/tlog/internal/migrate"
 	"github.com/stellaops/tlog/internal/service"
+	"github.com/stellaops/tlog/logserver/admission"
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/logkey"
 	"github.com/stellaops/tlog/logserver/rekorv1"
@@ -70,6 +72,9 @@ type App struct {
 
 	stopTUF context.CancelFunc // nil without trust.tuf
 	tufDone chan struct{}
+
+	admission *admission.Admission // tenants and budgets (budget.go)
+	tls       *tls.Config          // nil without cfg.TLS
 }
 
 // New builds every part. It waits (until ctx ends) for the database to
@@ -224,8 +229,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	admitted, err := a.startAdmission(cfg, reg, mux)
+	if err != nil {
+		return nil, err
+	}
 	limit := &writeLimit{maxRequests: cfg.API.MaxInflightWrites, maxBytes: cfg.API.MaxInflightWriteBytes, maxBody: cfg.API.MaxRequestBytes}
-	a.handler = limit.wrap(mux)
+	a.handler = limit.wrap(admitted)
 	a.serveCtx, a.stopServe = context.WithCancel(context.Background())
 	h := a.seq.Head()
 	logger.Info("logserver ready", "tree_id", h.TreeID, "size", h.Size, "log_id", a.seq.LogID(), "hostname", cfg.Hostname, "frozen", cfg.Freeze.Frozen)
@@ -422,10 +431,13 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// Serve answers HTTP on l, and serves the extra servers (main's debug
+// Serve answers HTTP on l (HTTPS with tls configured), and serves the extra servers (main's debug
 // listener), with service.Run and the configured timeouts until Shutdown.
 // Call it once.
 func (a *App) Serve(l net.Listener, extra ...service.Server) error {
+	if a.tls != nil {
+		l = tls.NewListener(l, a.tls)
+	}
 	a.serving = make(chan struct{})
 	a.servingSet.Store(true)
 	defer close(a.serving)

@@ -29,6 +29,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -54,8 +55,12 @@ type Limits struct {
 }
 
 // BurstCap is the most graph submissions admitted in one burst window:
-// BurstLimit*BurstWindow/1h, rounded down, at least 1.
+// BurstLimit*BurstWindow/1h, rounded down, at least 1; Unlimited for an
+// unlimited BurstLimit.
 func (l Limits) BurstCap() int64 {
+	if l.BurstLimit == Unlimited {
+		return Unlimited
+	}
 	c := l.BurstLimit * int64(l.BurstWindow) / int64(time.Hour)
 	return max(c, 1)
 }
@@ -135,13 +140,18 @@ func (s *Store) windows(tenant, tier string) (windows, error) {
 	case TierGraph:
 		h := now.Truncate(time.Hour)
 		b := now.Truncate(l.BurstWindow)
-		return windows{mainStart: h, mainEnd: h.Add(time.Hour), burstStart: b, burstEnd: b.Add(l.BurstWindow),
-			mainLimit: l.HourlyLimit, burstCap: l.BurstCap(), mainName: "hourly"}, nil
+		w := windows{mainStart: h, mainEnd: h.Add(time.Hour), burstStart: b, burstEnd: b.Add(l.BurstWindow),
+			mainLimit: l.HourlyLimit, burstCap: l.BurstCap(), mainName: "hourly"}
+		if w.burstCap == Unlimited {
+			w.burstCap = math.MaxInt64
+		}
+		return w, nil
 	case TierEdge:
 		d := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 		e := d.AddDate(0, 0, 1)
+		// No burst: the burst window is the day, with no cap of its own.
 		return windows{mainStart: d, mainEnd: e, burstStart: d, burstEnd: e,
-			mainLimit: l.EdgeDailyLimit, burstCap: l.EdgeDailyLimit, mainName: "daily"}, nil
+			mainLimit: l.EdgeDailyLimit, burstCap: math.MaxInt64, mainName: "daily"}, nil
 	}
 	return windows{}, fmt.Errorf("budget: unknown tier %q", tier)
 }
@@ -168,12 +178,16 @@ func (s *Store) Take(ctx context.Context, tenant, tier string) (Decision, error)
 	if err != nil {
 		return Decision{}, err
 	}
-	if w.mainLimit == Unlimited {
+	if w.mainLimit == Unlimited && w.burstCap == math.MaxInt64 {
 		return Decision{Admitted: true, Remaining: Unlimited, Limit: Unlimited, Window: w.mainName, Reset: w.mainEnd}, nil
+	}
+	mainLimit := w.mainLimit
+	if mainLimit == Unlimited {
+		mainLimit = math.MaxInt64
 	}
 	for attempt := 0; ; attempt++ {
 		res, err := s.db.ExecContext(ctx, take, w.mainStart, w.burstStart, w.mainStart, w.burstStart,
-			tenant, tier, w.mainStart, w.mainLimit, w.burstStart, w.burstCap)
+			tenant, tier, w.mainStart, mainLimit, w.burstStart, w.burstCap)
 		if err != nil {
 			return Decision{}, fmt.Errorf("budget take: %w", err)
 		}
@@ -186,7 +200,11 @@ func (s *Store) Take(ctx context.Context, tenant, tier string) (Decision, error)
 			if err != nil {
 				return Decision{}, fmt.Errorf("budget take: %w", err)
 			}
-			return Decision{Admitted: true, Remaining: max(w.mainLimit-used, 0), Limit: w.mainLimit, Window: w.mainName, Reset: w.mainEnd}, nil
+			d := Decision{Admitted: true, Remaining: max(w.mainLimit-used, 0), Limit: w.mainLimit, Window: w.mainName, Reset: w.mainEnd}
+			if w.mainLimit == Unlimited {
+				d.Remaining = Unlimited
+			}
+			return d, nil
 		}
 		if attempt > 0 {
 			break
@@ -220,7 +238,10 @@ FROM budget_counters WHERE tenant = ? AND tier = ?`, w.mainStart, w.burstStart, 
 		return Decision{}, fmt.Errorf("budget state: %w", err)
 	}
 	d := Decision{Remaining: max(w.mainLimit-mainCount, 0), Limit: w.mainLimit, Window: w.mainName, Reset: w.mainEnd}
-	if mainCount < w.mainLimit && tier == TierGraph {
+	if w.mainLimit == Unlimited {
+		d.Remaining = Unlimited
+	}
+	if (w.mainLimit == Unlimited || mainCount < w.mainLimit) && tier == TierGraph {
 		d.Limit, d.Window, d.Reset = w.burstCap, "burst", w.burstEnd
 	}
 	d.RetryAfter = max(d.Reset.Sub(s.now()), time.Second)
@@ -235,7 +256,7 @@ func (s *Store) Refund(ctx context.Context, tenant, tier string) error {
 	if err != nil {
 		return err
 	}
-	if w.mainLimit == Unlimited {
+	if w.mainLimit == Unlimited && w.burstCap == math.MaxInt64 {
 		return nil
 	}
 	_, err = s.db.ExecContext(ctx, `UPDATE budget_counters SET

@@ -80,6 +80,14 @@ type Config struct {
 	// Upstream, if set, replays every entry logged here to an upstream
 	// Rekor-compatible log (package logserver/upstream; see upstream.go).
 	Upstream *Upstream `yaml:"upstream"`
+	// TLS, if set, makes Listen serve HTTPS (and accept client
+	// certificates for tenants).
+	TLS *TLS `yaml:"tls"`
+	// Tenants attributes submissions to tenants (bearer tokens, client
+	// certificates, a default tenant).
+	Tenants Tenants `yaml:"tenants"`
+	// Budgets are the per-tenant submission budgets.
+	Budgets Budgets `yaml:"budgets"`
 
 	// HTTP are the HTTP server's timeouts and its graceful shutdown, the
 	// same keys in every service (internal/service.Timeouts).
@@ -658,6 +666,7 @@ func (c *Config) Validate() error {
 		c.Upstream.validate(c, bad)
 	}
 	c.Queue.validate(c, bad)
+	c.validateAdmission(bad)
 	if err := c.HTTP.Check(); err != nil {
 		bad("%v", err)
 	}

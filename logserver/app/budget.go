@@ -1,0 +1,90 @@
+package app
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stellaops/tlog/logserver/admission"
+	"github.com/stellaops/tlog/logserver/budget"
+	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/tenant"
+)
+
+// startAdmission builds tenants, budgets and the admission middleware of
+// the submission endpoints (package admission) around next, and the TLS
+// configuration of the listener (cfg.TLS). The pending queue plugs into
+// a.admission.Queue.
+func (a *App) startAdmission(cfg *config.Config, reg prometheus.Registerer, next http.Handler) (http.Handler, error) {
+	ids := make([]tenant.Identity, 0, len(cfg.Tenants.Identities))
+	for _, id := range cfg.Tenants.Identities {
+		hashes, err := id.TokenHashes()
+		if err != nil {
+			return nil, fmt.Errorf("tenants.identities %s: %w", id.Name, err)
+		}
+		ids = append(ids, tenant.Identity{Name: id.Name, TokenHashes: hashes, CertNames: id.ClientCerts})
+	}
+	res, err := tenant.NewResolver(ids, cfg.Tenants.DefaultTenant)
+	if err != nil {
+		return nil, fmt.Errorf("tenants: %w", err)
+	}
+	b := cfg.Budgets
+	a.admission = &admission.Admission{
+		Resolver:              res,
+		RequireAuthentication: cfg.Tenants.RequireAuthentication,
+		Classifier:            admission.Classifier{EdgeKinds: b.EdgeKinds, EdgePredicateTypes: b.EdgePredicateTypes, EdgeMinBytes: b.EdgeMinBytes},
+		MaxRequestBytes:       cfg.API.MaxRequestBytes,
+		V2:                    cfg.RekorV2 != nil,
+		Metrics:               admission.NewMetrics(reg),
+		Logger:                a.log,
+	}
+	if b.Enabled {
+		p := budget.Policy{Default: limits(b.Default), Tenants: map[string]budget.Limits{}}
+		for name, l := range b.Tenants {
+			p.Tenants[name] = limits(l)
+		}
+		a.admission.Budgets = budget.New(a.db, p, budget.Options{})
+		a.log.Info("submission budgets", "default_hourly", b.Default.HourlyLimit, "default_burst", b.Default.BurstLimit,
+			"burst_window", b.Default.BurstWindow, "default_edge_daily", b.Default.EdgeBundleDailyLimit, "tenants", len(b.Tenants))
+	}
+	if cfg.TLS != nil {
+		if a.tls, err = serverTLS(cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
+	return a.admission.Wrap(next), nil
+}
+
+func limits(l config.BudgetLimits) budget.Limits {
+	return budget.Limits{HourlyLimit: l.HourlyLimit, BurstLimit: l.BurstLimit, BurstWindow: l.BurstWindow, EdgeDailyLimit: l.EdgeBundleDailyLimit}
+}
+
+// serverTLS is the listener's TLS: the server certificate and, with a
+// client CA, client certificates verified when given (or required).
+func serverTLS(t *config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.client_ca_file %s: no PEM certificate", t.ClientCAFile)
+		}
+		c.ClientCAs = pool
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+		if t.RequireClientCert {
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return c, nil
+}
