@@ -483,3 +483,8 @@ func TestAdmissionHTTP(t *testing.T) {
 			"attestor_rekor_submissions_rejected": 1, sample("attestor_rekor_budget_remaining", "tenant", "certified"): 0})
 	})
 }
+
+func jsonDecode(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}

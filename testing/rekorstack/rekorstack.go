@@ -56,46 +56,18 @@ func Start(ctx context.Context, db *stack.MariaDB, o Options) (r *Rekor, err err
 	if o.Hostname == "" {
 		o.Hostname = "rekor.local"
 	}
-	if o.SignerInterval == 0 {
-		o.SignerInterval = 20 * time.Millisecond
+	tr, err := StartTrillian(ctx, db, o)
+	if err != nil {
+		return nil, err
 	}
-	r = &Rekor{}
+	r = &Rekor{procs: tr.procs}
 	defer func() {
 		if err != nil {
 			r.Stop()
 		}
 	}()
-	tdsn, err := db.CreateDatabase(ctx, "trillian", "trillianpw")
-	if err != nil {
-		return nil, err
-	}
-	schema, err := migrate.TrillianSchemaFile("")
-	if err != nil {
-		return nil, err
-	}
-	if err := applySchema(ctx, tdsn, schema); err != nil {
-		return nil, err
-	}
-	ports, err := stack.FreePorts(5) // trillian rpc+http, signer rpc+http, rekor
-	if err != nil {
-		return nil, err
-	}
-	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
-	common := []string{"--storage_system=mysql", "--mysql_uri=" + tdsn, "--quota_system=noop", "--logtostderr"}
-	if err := r.start(o, "trillian_log_server", append(common,
-		"--rpc_endpoint="+addr(0), "--http_endpoint="+addr(1))...); err != nil {
-		return nil, err
-	}
-	if err := r.start(o, "trillian_log_signer", append(common, "--force_master",
-		"--rpc_endpoint="+addr(2), "--http_endpoint="+addr(3),
-		"--batch_size=1000", "--sequencer_interval="+o.SignerInterval.String())...); err != nil {
-		return nil, err
-	}
-	if err := WaitHTTP(ctx, "http://"+addr(1)+"/healthz"); err != nil {
-		return nil, fmt.Errorf("trillian_log_server: %w (log in %s)", err, o.Dir)
-	}
 	for i := 0; i < 50 && r.TreeID == ""; i++ {
-		out, err := exec.CommandContext(ctx, filepath.Join(o.Bin, "createtree"), "--admin_server="+addr(0)).Output()
+		out, err := exec.CommandContext(ctx, filepath.Join(o.Bin, "createtree"), "--admin_server="+tr.Address).Output()
 		if err == nil {
 			r.TreeID = strings.TrimSpace(string(out))
 			break
@@ -109,18 +81,92 @@ func Start(ctx context.Context, db *stack.MariaDB, o Options) (r *Rekor, err err
 	if err != nil {
 		return nil, err
 	}
+	port, err := stack.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	_, trPort, _ := strings.Cut(tr.Address, ":")
 	if err := r.start(o, "rekor-server", "serve",
-		"--trillian_log_server.address=127.0.0.1", "--trillian_log_server.port="+strconv.Itoa(ports[0]),
-		"--trillian_log_server.tlog_id="+r.TreeID, "--rekor_server.address=127.0.0.1", "--port="+strconv.Itoa(ports[4]),
+		"--trillian_log_server.address=127.0.0.1", "--trillian_log_server.port="+trPort,
+		"--trillian_log_server.tlog_id="+r.TreeID, "--rekor_server.address=127.0.0.1", "--port="+strconv.Itoa(port),
 		"--rekor_server.hostname="+o.Hostname, "--rekor_server.signer=memory",
 		"--search_index.storage_provider=mysql", "--search_index.mysql.dsn="+idsn); err != nil {
 		return nil, err
 	}
-	r.URL = "http://" + addr(4)
+	r.URL = "http://127.0.0.1:" + strconv.Itoa(port)
 	if err := WaitHTTP(ctx, r.URL+"/api/v1/log"); err != nil {
 		return nil, fmt.Errorf("rekor-server: %w (log in %s)", err, o.Dir)
 	}
 	return r, nil
+}
+
+// Trillian is a running trillian_log_server and trillian_log_signer.
+type Trillian struct {
+	Address string // gRPC address of the log server (and its admin API)
+	procs   []*Process
+}
+
+// StartTrillian creates database trillian on db, applies Trillian's schema
+// and starts its log server and log signer on free loopback ports (the
+// remote backend of logservers in trillian.mode remote). Only o.Bin, o.Dir
+// and o.SignerInterval are used. Stop ends them.
+func StartTrillian(ctx context.Context, db *stack.MariaDB, o Options) (tr *Trillian, err error) {
+	if o.SignerInterval == 0 {
+		o.SignerInterval = 20 * time.Millisecond
+	}
+	tr = &Trillian{}
+	defer func() {
+		if err != nil {
+			tr.Stop()
+		}
+	}()
+	tdsn, err := db.CreateDatabase(ctx, "trillian", "trillianpw")
+	if err != nil {
+		return nil, err
+	}
+	schema, err := migrate.TrillianSchemaFile("")
+	if err != nil {
+		return nil, err
+	}
+	if err := applySchema(ctx, tdsn, schema); err != nil {
+		return nil, err
+	}
+	ports, err := stack.FreePorts(4) // trillian rpc+http, signer rpc+http
+	if err != nil {
+		return nil, err
+	}
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
+	common := []string{"--storage_system=mysql", "--mysql_uri=" + tdsn, "--quota_system=noop", "--logtostderr"}
+	start := func(name string, args ...string) error {
+		p, err := StartProcess(o.Dir, filepath.Join(o.Bin, name), args...)
+		if err != nil {
+			return err
+		}
+		tr.procs = append(tr.procs, p)
+		return nil
+	}
+	if err := start("trillian_log_server", append(common,
+		"--rpc_endpoint="+addr(0), "--http_endpoint="+addr(1))...); err != nil {
+		return nil, err
+	}
+	if err := start("trillian_log_signer", append(common, "--force_master",
+		"--rpc_endpoint="+addr(2), "--http_endpoint="+addr(3),
+		"--batch_size=1000", "--sequencer_interval="+o.SignerInterval.String())...); err != nil {
+		return nil, err
+	}
+	if err := WaitHTTP(ctx, "http://"+addr(1)+"/healthz"); err != nil {
+		return nil, fmt.Errorf("trillian_log_server: %w (log in %s)", err, o.Dir)
+	}
+	tr.Address = addr(0)
+	return tr, nil
+}
+
+// Stop ends the log signer and the log server (idempotent).
+func (tr *Trillian) Stop() {
+	for i := len(tr.procs) - 1; i >= 0; i-- {
+		tr.procs[i].Stop()
+	}
+	tr.procs = nil
 }
 
 // Stop ends rekor-server and Trillian (idempotent).
