@@ -93,6 +93,8 @@ func walk(b *bytes.Buffer, srcs map[string]*source, pkg, name, prefix string, de
 			sub := path + "."
 			if list {
 				sub = path + "[]."
+			} else if strings.HasPrefix(typ, "map ") {
+				sub = path + ".<name>."
 			}
 			walk(b, srcs, innerPkg, inner, sub, depth+1)
 		}
@@ -109,6 +111,10 @@ func describe(e ast.Expr, pkg string) (typ, inner, innerPkg string, list bool) {
 	case *ast.ArrayType:
 		typ, inner, innerPkg, _ = describe(x.Elt, pkg)
 		return "list of " + typ, inner, innerPkg, true
+	case *ast.MapType:
+		key, _, _, _ := describe(x.Key, pkg)
+		typ, inner, innerPkg, _ = describe(x.Value, pkg)
+		return "map " + key + " → " + typ, inner, innerPkg, false
 	case *ast.Ident:
 		switch x.Name {
 		case "string", "bool", "int", "int64", "float64":
@@ -146,7 +152,7 @@ the defaults written here.
 		srcs        map[string]*source
 	}{
 		{"logserver (`logserver.yaml`, `logserver -config FILE`)", "logserver/config/config.go",
-			map[string]*source{"": parse(t, "logserver/config/config.go", "logserver/config/upstream.go", "logserver/config/queue.go", "logserver/config/freeze.go"), "retry": parse(t, "internal/retry/retry.go"),
+			map[string]*source{"": parse(t, "logserver/config/config.go", "logserver/config/upstream.go", "logserver/config/queue.go", "logserver/config/freeze.go", "logserver/config/budget.go"), "retry": parse(t, "internal/retry/retry.go"),
 				"signerclient": client, "service": service}},
 		{"signer (`signer.yaml`, `signer serve -config FILE`)", "signer/server/config.go",
 			map[string]*source{"": parse(t, "signer/server/config.go"), "pkcs11": parse(t, "signer/pkcs11/token.go"), "service": service}},

@@ -639,6 +639,10 @@ func (b *run) configs(context.Context) error {
 		Trust: &lsconfig.Trust{URL: p.LogURL, Dir: p.TrustDir, TUF: &lsconfig.TUF{
 			Dir:     filepath.Join(p.LogserverDir, "tuf"),
 			RootKey: lsconfig.Key{Signer: signerKey(TUFRootKey)}, OnlineKey: lsconfig.Key{Signer: signerKey(TUFOnlineKey)}}},
+		// Submission budgets on, with limits far above what the local
+		// appliance and its tests write (deployment/README.md: Budgets
+		// gives the seed's production values).
+		Budgets: lsconfig.Budgets{Enabled: true, Default: lsconfig.BudgetLimits{HourlyLimit: 1000000, BurstLimit: 6000000, EdgeBundleDailyLimit: 100000}},
 		Logging: service.Logging{Format: p.LogFormat},
 	}
 	b.r.LogserverConfig = filepath.Join(p.LogserverDir, "logserver.yaml")

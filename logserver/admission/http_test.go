@@ -465,6 +465,10 @@ func TestAdmissionHTTP(t *testing.T) {
 		if code, _ := r.message(t); r.code != 401 || code != 16 {
 			t.Fatalf("anonymous v2 write: %d %s", r.code, r.body)
 		}
+		// The budget gauges start from the database's state.
+		wantMetrics(t, anon, map[string]float64{sample("attestor_rekor_budget_remaining", "tenant", "certified"): 1,
+			sample("attestor_rekor_budget_remaining", "tenant", "public"): 0, sample("attestor_rekor_budget_utilization", "tenant", "scanner"): 1,
+			sample("attestor_rekor_budget_remaining", "tenant", "ci"): 4, subm("graph", "admitted"): 0})
 		// Reads stay open; the budget state survived the restart: the
 		// certified tenant (limit raised to 3) has exactly one left.
 		if resp, err := anon.http.Get(base + "/api/v1/log"); err != nil || resp.StatusCode != 200 {

@@ -229,7 +229,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	admitted, err := a.startAdmission(cfg, reg, mux)
+	admitted, err := a.startAdmission(ctx, cfg, reg, mux)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -19,7 +20,7 @@ import (
 // the submission endpoints (package admission) around next, and the TLS
 // configuration of the listener (cfg.TLS). The pending queue plugs into
 // a.admission.Queue.
-func (a *App) startAdmission(cfg *config.Config, reg prometheus.Registerer, next http.Handler) (http.Handler, error) {
+func (a *App) startAdmission(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, next http.Handler) (http.Handler, error) {
 	ids := make([]tenant.Identity, 0, len(cfg.Tenants.Identities))
 	for _, id := range cfg.Tenants.Identities {
 		hashes, err := id.TokenHashes()
@@ -47,7 +48,25 @@ func (a *App) startAdmission(cfg *config.Config, reg prometheus.Registerer, next
 		for name, l := range b.Tenants {
 			p.Tenants[name] = limits(l)
 		}
-		a.admission.Budgets = budget.New(a.db, p, budget.Options{})
+		store := budget.New(a.db, p, budget.Options{})
+		a.admission.Budgets = store
+		// The budget gauges start from the database's state for every
+		// tenant the configuration names (others appear at their first
+		// submission).
+		names := []string{cfg.Tenants.DefaultTenant}
+		for _, id := range cfg.Tenants.Identities {
+			names = append(names, id.Name)
+		}
+		for name := range b.Tenants {
+			names = append(names, name)
+		}
+		for _, name := range names {
+			left, err := store.Remaining(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			a.admission.Metrics.Budget(name, left, p.For(name).HourlyLimit)
+		}
 		a.log.Info("submission budgets", "default_hourly", b.Default.HourlyLimit, "default_burst", b.Default.BurstLimit,
 			"burst_window", b.Default.BurstWindow, "default_edge_daily", b.Default.EdgeBundleDailyLimit, "tenants", len(b.Tenants))
 	}

@@ -268,3 +268,19 @@ WHERE tenant = ? AND tier = ? AND window_start >= ? AND window_count > 0`, w.bur
 	}
 	return nil
 }
+
+// Remaining is what tenant has left of its graph budget in the current
+// hour (Unlimited for an unlimited one), read without charging.
+func (s *Store) Remaining(ctx context.Context, tenant string) (int64, error) {
+	w, err := s.windows(tenant, TierGraph)
+	if err != nil || w.mainLimit == Unlimited {
+		return Unlimited, err
+	}
+	var used int64
+	err = s.db.QueryRowContext(ctx, `SELECT IF(window_start >= ?, window_count, 0) FROM budget_counters WHERE tenant = ? AND tier = ?`,
+		w.mainStart, tenant, TierGraph).Scan(&used)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("budget state: %w", err)
+	}
+	return max(w.mainLimit-used, 0), nil
+}

@@ -83,10 +83,32 @@ type Config struct {
 	// TLS, if set, makes Listen serve HTTPS (and accept client
 	// certificates for tenants).
 	TLS *TLS `yaml:"tls"`
-	// Tenants attributes submissions to tenants (bearer tokens, client
-	// certificates, a default tenant).
+	// Tenants attributes entry submissions (POST /api/v1/log/entries and
+	// /api/v2/log/entries) to tenants: by bearer token (Authorization:
+	// Bearer), by verified client certificate (tls.client_ca_file), or,
+	// with neither, to default_tenant. A credential that names no tenant
+	// gets 401, never the default tenant.
 	Tenants Tenants `yaml:"tenants"`
-	// Budgets are the per-tenant submission budgets.
+	// Budgets are per-tenant submission budgets, kept in the database
+	// (table budget_counters, shared by replicas). Tier graph (ordinary
+	// submissions) is admitted when the tenant's count in the current UTC
+	// hour is below hourly_limit AND its count in the current burst window
+	// is below burst_limit*burst_window/1h rounded down (burst_limit is a
+	// rate per hour measured over burst_window: the seed's 200/h over 10m
+	// admits 33 per 10 minutes). Tier edge (large bundles, no burst) is
+	// admitted when the count in the current UTC day is below
+	// edge_bundle_daily_limit. Windows are fixed and aligned on UTC (10m
+	// windows start at :00, :10, …), so up to twice a limit can be
+	// admitted across a window boundary. A submission's tier, first rule
+	// that applies: header X-Stella-Tier "graph" or "edge" (any other
+	// value is 400 and charges nothing); entry kind in edge_kinds; in-toto
+	// predicate type in edge_predicate_types; body of at least
+	// edge_min_bytes; else graph. Over budget: 429 with Retry-After and a
+	// message naming tenant, tier, limit and reset, or 202 when the caller
+	// sent "Prefer: respond-async" and the pending queue is configured. A
+	// charged submission that is not logged (any answer but 201, except
+	// 504, which may still be logged) is refunded; a database error is 503
+	// with Retry-After.
 	Budgets Budgets `yaml:"budgets"`
 
 	// HTTP are the HTTP server's timeouts and its graceful shutdown, the
