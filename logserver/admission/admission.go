@@ -67,6 +67,8 @@ type Admission struct {
 	MaxRequestBytes int64
 	// V2 guards the Rekor v2 endpoint too.
 	V2 bool
+	// MaxRetryAfter, if positive, caps the Retry-After of a 429.
+	MaxRetryAfter time.Duration
 	// Queue, if set, takes refused submissions whose caller asked to be
 	// queued.
 	Queue   Queuer
@@ -155,8 +157,12 @@ func (a *Admission) submit(w http.ResponseWriter, r *http.Request, api string, n
 		}
 		a.Metrics.Count(tier, StatusRejected)
 		a.Logger.InfoContext(ctx, "submission over budget", "tenant", t.Name, "tier", tier, "window", d.Window, "limit", d.Limit, "reset", d.Reset)
+		retry := d.RetryAfter
+		if a.MaxRetryAfter > 0 {
+			retry = min(retry, a.MaxRetryAfter)
+		}
 		a.fail(w, api, answer{status: http.StatusTooManyRequests, code: codes.ResourceExhausted,
-			msg: overBudget(t.Name, tier, d, limits.BurstWindow), retryAfter: d.RetryAfter})
+			msg: overBudget(t.Name, tier, d, limits.BurstWindow), retryAfter: retry})
 		return
 	}
 	a.Metrics.Count(tier, StatusAdmitted)

@@ -39,6 +39,7 @@ func (a *App) startAdmission(ctx context.Context, cfg *config.Config, reg promet
 		RequireAuthentication: cfg.Tenants.RequireAuthentication,
 		Classifier:            admission.Classifier{EdgeKinds: b.EdgeKinds, EdgePredicateTypes: b.EdgePredicateTypes, EdgeMinBytes: b.EdgeMinBytes},
 		MaxRequestBytes:       cfg.API.MaxRequestBytes,
+		MaxRetryAfter:         b.MaxRetryAfter,
 		V2:                    cfg.RekorV2 != nil,
 		Metrics:               admission.NewMetrics(reg),
 		Logger:                a.log,

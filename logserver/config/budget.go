@@ -131,6 +131,13 @@ type Budgets struct {
 	// EdgeMinBytes charges request bodies of at least this size to the
 	// edge tier. Default 0: size does not decide.
 	EdgeMinBytes int64 `yaml:"edge_min_bytes"`
+	// MaxRetryAfter caps the Retry-After header of a 429 (the message
+	// still names the window's real reset). cosign and rekor-cli
+	// (go-retryablehttp) sleep for Retry-After up to 3 times before they
+	// give up: with the exact value (up to an hour) they wait, as
+	// backpressure, until their own timeout; with a cap of e.g. 1s they
+	// fail within seconds, printing the 429 message. Default 0: no cap.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
 }
 
 // BudgetLimits are one tenant's budget. -1 means unlimited.
@@ -209,6 +216,9 @@ func (c *Config) validateAdmission(bad func(string, ...any)) {
 	}
 	if slices.Contains(b.EdgePredicateTypes, "") {
 		bad("budgets.edge_predicate_types: empty type")
+	}
+	if b.MaxRetryAfter < 0 || b.MaxRetryAfter%time.Second != 0 {
+		bad("budgets.max_retry_after %v: want whole seconds, 0 for no cap", b.MaxRetryAfter)
 	}
 	if b.EdgeMinBytes < 0 {
 		bad("budgets.edge_min_bytes %d: must not be negative", b.EdgeMinBytes)
