@@ -1,4 +1,6 @@
-// Package tenant attributes a request to the tenant that submitted it.
+// Package tenant attributes a request to the tenant that submitted it: a
+// [Resolver] maps bearer tokens (by SHA-256, compared in constant time) and
+// verified client certificates to configured tenants.
 //
 // Contract: every request that reaches a write handler carries exactly one
 // tenant in its context ([FromContext]); a request with no credentials
