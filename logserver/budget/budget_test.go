@@ -39,7 +39,9 @@ var policy = budget.Policy{
 	Tenants: map[string]budget.Limits{
 		// Burst wide enough that the hourly limit binds.
 		"hourly":    {HourlyLimit: 100, BurstLimit: 1000, BurstWindow: 10 * time.Minute, EdgeDailyLimit: 50},
-		"unlimited": {HourlyLimit: budget.Unlimited, BurstLimit: 1, BurstWindow: time.Hour, EdgeDailyLimit: budget.Unlimited},
+		"unlimited": {HourlyLimit: budget.Unlimited, BurstLimit: budget.Unlimited, BurstWindow: time.Hour, EdgeDailyLimit: budget.Unlimited},
+		// No hourly limit, but a burst one: 60/h over 10m, 10 per window.
+		"burst-only": {HourlyLimit: budget.Unlimited, BurstLimit: 60, BurstWindow: 10 * time.Minute, EdgeDailyLimit: budget.Unlimited},
 	},
 }
 
@@ -209,6 +211,16 @@ func TestStoreOnMariaDB(t *testing.T) {
 		var n int
 		if err := a.QueryRow(`SELECT COUNT(*) FROM budget_counters WHERE tenant = 'unlimited'`).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("unlimited tenant has %d rows (%v), want none", n, err)
+		}
+		if got := hammer(t, stores, "unlimited", budget.TierEdge, 100); got != 100 {
+			t.Fatalf("unlimited edge admitted %d of 100", got)
+		}
+		if got := hammer(t, stores, "burst-only", budget.TierGraph, 100); got != 10 {
+			t.Fatalf("burst-only admitted %d of 100, want the burst cap 10", got)
+		}
+		d, err := stores[0].Take(ctx, "burst-only", budget.TierGraph)
+		if err != nil || d.Admitted || d.Window != "burst" || d.Remaining != budget.Unlimited {
+			t.Fatalf("burst-only over its cap: %+v %v", d, err)
 		}
 	})
 
