@@ -30,6 +30,7 @@ import (
 	"github.com/stellaops/tlog/internal/migrate"
 	"github.com/stellaops/tlog/internal/service"
 	"github.com/stellaops/tlog/logserver/admission"
+	"github.com/stellaops/tlog/logserver/budget"
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/logkey"
 	"github.com/stellaops/tlog/logserver/rekorv1"
@@ -74,6 +75,7 @@ type App struct {
 	tufDone chan struct{}
 
 	admission *admission.Admission // tenants and budgets (budget.go)
+	budgets   *budget.Store        // nil with budgets off
 	tls       *tls.Config          // nil without cfg.TLS
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/stellaops/tlog/logserver/budget"
 	"github.com/stellaops/tlog/logserver/config"
 	"github.com/stellaops/tlog/logserver/tenant"
+	"github.com/stellaops/tlog/logserver/upstream"
 )
 
 // startAdmission builds tenants, budgets and the admission middleware of
@@ -44,12 +46,8 @@ func (a *App) startAdmission(ctx context.Context, cfg *config.Config, reg promet
 		Metrics:               admission.NewMetrics(reg),
 		Logger:                a.log,
 	}
-	if b.Enabled {
-		p := budget.Policy{Default: limits(b.Default), Tenants: map[string]budget.Limits{}}
-		for name, l := range b.Tenants {
-			p.Tenants[name] = limits(l)
-		}
-		store := budget.New(a.db, p, budget.Options{})
+	if store := a.budgetStore(cfg); store != nil {
+		p := store.Policy()
 		a.admission.Budgets = store
 		// The budget gauges start from the database's state for every
 		// tenant the configuration names (others appear at their first
@@ -77,6 +75,41 @@ func (a *App) startAdmission(ctx context.Context, cfg *config.Config, reg promet
 		}
 	}
 	return a.admission.Wrap(next), nil
+}
+
+// budgetStore is the budget store (one per App, shared by admission and
+// upstream replay), nil with budgets off.
+func (a *App) budgetStore(cfg *config.Config) *budget.Store {
+	b := cfg.Budgets
+	if !b.Enabled {
+		return nil
+	}
+	if a.budgets == nil {
+		p := budget.Policy{Default: limits(b.Default), Tenants: map[string]budget.Limits{}}
+		for name, l := range b.Tenants {
+			p.Tenants[name] = limits(l)
+		}
+		a.budgets = budget.New(a.db, p, budget.Options{})
+	}
+	return a.budgets
+}
+
+// upstreamBudget charges upstream replay to cfg.Upstream's tenant; nil
+// (unlimited) with budgets off.
+func (a *App) upstreamBudget(cfg *config.Config) upstream.Budget {
+	s := a.budgetStore(cfg)
+	if s == nil {
+		return nil
+	}
+	return replayBudget{s}
+}
+
+// replayBudget is the budget store as upstream.Budget.
+type replayBudget struct{ s *budget.Store }
+
+func (r replayBudget) Take(ctx context.Context, tenant, tier string) (bool, time.Duration, error) {
+	d, err := r.s.Take(ctx, tenant, tier)
+	return d.Admitted, d.RetryAfter, err
 }
 
 func limits(l config.BudgetLimits) budget.Limits {

@@ -42,7 +42,7 @@ func (a *App) startUpstream(ctx context.Context, cfg *config.Config, st *store.S
 		DB: a.db, Entries: st, Logs: logs,
 		Timeout: u.Timeout, PollInterval: u.PollInterval, Grace: u.Grace, Retry: u.Retry,
 		Tenant: u.Tenant, Tier: u.Tier, MaxOutbox: u.MaxOutbox, Parallel: u.Parallel,
-		// Budget: nil (unlimited) until the tenant budgets are wired.
+		Budget: a.upstreamBudget(cfg),
 		Logger: a.log, Registerer: reg,
 	})
 	if err != nil {
