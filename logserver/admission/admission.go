@@ -49,8 +49,9 @@ type Queuer interface {
 	Enqueue(ctx context.Context, api string, t tenant.Tenant, tier string, body []byte) (id string, err error)
 }
 
-// QueueLocation is the Location of a queued entry: the prefix plus its ID.
-const QueueLocation = "/api/v1/queue/entries/"
+// QueueLocation is the Location of an entry queued through api: the
+// pending queue's GET /api/<api>/queue/entries/{id}.
+func QueueLocation(api, id string) string { return "/api/" + api + "/queue/entries/" + id }
 
 // Admission is the middleware. Set the fields, then Wrap.
 type Admission struct {
@@ -206,7 +207,7 @@ func (a *Admission) enqueue(w http.ResponseWriter, r *http.Request, api string, 
 	}
 	a.Metrics.Count(tier, StatusQueued)
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Location", QueueLocation+id)
+	w.Header().Set("Location", QueueLocation(api, id))
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(map[string]string{"id": id, "status": "transparency_pending"})
 }

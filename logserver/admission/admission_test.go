@@ -179,7 +179,7 @@ func TestAdmissionFaults(t *testing.T) {
 		r := post(url, admission.PathV2, "Prefer", "wait=5, respond-async")
 		var got map[string]string
 		if err := json.Unmarshal(r.body, &got); err != nil || r.code != 202 || got["id"] != "q-42" || got["status"] != "transparency_pending" ||
-			r.header.Get("Location") != "/api/v1/queue/entries/q-42" {
+			r.header.Get("Location") != "/api/v2/queue/entries/q-42" {
 			t.Fatalf("queued: %d %v %s", r.code, r.header, r.body)
 		}
 		if q.api != "v2" || q.t.Name != "public" || q.tier != "graph" || string(q.body) != `{"x":1}` {

@@ -365,6 +365,26 @@ func TestAdmissionHTTP(t *testing.T) {
 		wantMetrics(t, anon, want)
 	})
 
+	t.Run("queued when asked", func(t *testing.T) {
+		// Over budget with Prefer: respond-async: the pending queue takes it.
+		r := anon.post(t, "/api/v1/log/entries", hashed(), "Prefer", "respond-async")
+		var q struct{ ID, Status string }
+		if err := json.Unmarshal(r.body, &q); err != nil || r.code != http.StatusAccepted || q.Status != "transparency_pending" ||
+			r.header.Get("Location") != "/api/v1/queue/entries/"+q.ID {
+			t.Fatalf("queued: %d %v %s", r.code, r.header, r.body)
+		}
+		resp, err := anon.http.Get(base + r.header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ Status, Tenant, Tier string }
+		if err := jsonDecode(resp, &got); err != nil || resp.StatusCode != 200 || got.Status != "transparency_pending" {
+			t.Fatalf("queued entry: %d %+v %v", resp.StatusCode, got, err)
+		}
+		want[subm("graph", "queued")]++
+		wantMetrics(t, anon, want)
+	})
+
 	t.Run("edge tier", func(t *testing.T) {
 		// intoto by kind, dsse by predicate type, then the header: the third
 		// edge bundle of the day is over the daily limit of 2.

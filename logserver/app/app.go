@@ -225,16 +225,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *App, 
 		ReadOnly:        readOnly(cfg.Freeze),
 	}, reg)
 	api.Register(mux)
+	admitted, err := a.startAdmission(ctx, cfg, reg, mux)
+	if err != nil {
+		return nil, err
+	}
 	if err := a.startQueue(ctx, reg, mux, api); err != nil {
 		return nil, err
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	admitted, err := a.startAdmission(ctx, cfg, reg, mux)
-	if err != nil {
-		return nil, err
-	}
 	limit := &writeLimit{maxRequests: cfg.API.MaxInflightWrites, maxBytes: cfg.API.MaxInflightWriteBytes, maxBody: cfg.API.MaxRequestBytes}
 	a.handler = limit.wrap(admitted)
 	a.serveCtx, a.stopServe = context.WithCancel(context.Background())

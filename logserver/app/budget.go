@@ -14,6 +14,7 @@ import (
 	"github.com/stellaops/tlog/logserver/admission"
 	"github.com/stellaops/tlog/logserver/budget"
 	"github.com/stellaops/tlog/logserver/config"
+	"github.com/stellaops/tlog/logserver/queue"
 	"github.com/stellaops/tlog/logserver/tenant"
 	"github.com/stellaops/tlog/logserver/upstream"
 )
@@ -21,7 +22,7 @@ import (
 // startAdmission builds tenants, budgets and the admission middleware of
 // the submission endpoints (package admission) around next, and the TLS
 // configuration of the listener (cfg.TLS). The pending queue plugs into
-// a.admission.Queue.
+// a.admission.Queue (queueAdmission).
 func (a *App) startAdmission(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, next http.Handler) (http.Handler, error) {
 	ids := make([]tenant.Identity, 0, len(cfg.Tenants.Identities))
 	for _, id := range cfg.Tenants.Identities {
@@ -110,6 +111,33 @@ type replayBudget struct{ s *budget.Store }
 func (r replayBudget) Take(ctx context.Context, tenant, tier string) (bool, time.Duration, error) {
 	d, err := r.s.Take(ctx, tenant, tier)
 	return d.Admitted, d.RetryAfter, err
+}
+
+// queueAdmission gives the pending queue the admission's tenants, tier
+// rules and budgets: its API attributes and classifies requests as the
+// write endpoints do, and its drainer charges the budget store.
+func (a *App) queueAdmission(o *queue.Options) {
+	ad := a.admission
+	o.Resolve = ad.Resolver.Resolve
+	o.RequireAuthentication = ad.RequireAuthentication
+	o.Tier = func(r *http.Request, api string, body []byte) (string, error) {
+		return ad.Classifier.Tier(api, r.Header.Get(admission.TierHeader), body)
+	}
+	if ad.Budgets != nil {
+		o.Budget = queueBudget{ad.Budgets}
+	}
+}
+
+// queueBudget is the budget store as queue.Budget.
+type queueBudget struct{ s *budget.Store }
+
+func (q queueBudget) Take(ctx context.Context, tenant, tier string) (queue.Admission, error) {
+	d, err := q.s.Take(ctx, tenant, tier)
+	return queue.Admission{Admitted: d.Admitted, RetryAfter: d.RetryAfter}, err
+}
+
+func (q queueBudget) Refund(ctx context.Context, tenant, tier string) error {
+	return q.s.Refund(ctx, tenant, tier)
 }
 
 func limits(l config.BudgetLimits) budget.Limits {

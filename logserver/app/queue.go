@@ -45,10 +45,12 @@ func (a *App) startQueue(ctx context.Context, reg prometheus.Registerer, mux *ht
 		o.Check[queue.APIv2] = a.v2.api.CheckRequest
 		o.V2Entry = a.v2.api.LoggedEntry
 	}
+	a.queueAdmission(&o)
 	q, err := queue.New(a.db, o)
 	if err != nil {
 		return err
 	}
+	a.admission.Queue = q
 	q.Register(mux)
 	r := &queueRun{q: q}
 	a.queue = r
