@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -200,6 +201,14 @@ func (a *Admission) enqueue(w http.ResponseWriter, r *http.Request, api string, 
 	if err != nil {
 		a.Metrics.Count(tier, StatusUnavailable)
 		a.Logger.WarnContext(r.Context(), "pending queue refused a submission", "tenant", t.Name, "tier", tier, "error", err)
+		// The queue's own answer when it has one: its refusal of bad input
+		// is the write endpoint's (400/413/422, nothing stored), a full
+		// queue's is 503 with its Retry-After.
+		var qa interface{ WriteResponse(http.ResponseWriter) }
+		if errors.As(err, &qa) {
+			qa.WriteResponse(w)
+			return
+		}
 		a.fail(w, api, answer{status: http.StatusServiceUnavailable, code: codes.Unavailable,
 			msg:        fmt.Sprintf("tenant %q is over its %s budget and the pending queue cannot take the entry: %v", t.Name, tier, err),
 			retryAfter: retryAfterUnavailable * time.Second})
