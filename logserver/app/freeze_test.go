@@ -97,7 +97,7 @@ func TestFreeze(t *testing.T) {
 	ls.Config.Freeze = config.Freeze{Frozen: true, Successor: successor}
 	ls.Restart()
 	refusedV1(t, u, post, v1Entry())
-	refusedV1(t, u, post, []byte("not even JSON")) // refused before the body is read
+	refusedV1(t, u, post, []byte("not even JSON"))              // refused before the body is read
 	refusedV1At(t, u, post, "/api/v1/queue/entries", v1Entry()) // nor queued for later
 	refusedRekorCLI(t, cli, u, s, dir)
 	if err := v2Write(); err != nil {
