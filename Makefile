@@ -70,13 +70,14 @@ down: compose-plugin
 	$(COMPOSE) down
 
 # Prometheus for the compose observability profile, built from the Go module
-# proxy (its image is made like ours: no pull). Grafana is not built: see
+# proxy (its image is made like ours: no pull), without the service discovery
+# plugins but file and HTTP (the compose targets are static). Grafana is not built: see
 # deployment/README.md, Observability.
 PROMETHEUS_VERSION := v0.316.0
 
 prometheus-bin:
 	@mkdir -p $(BIN)/docker
-	GOBIN=$(abspath $(BIN)/docker) GOFLAGS= $(GO) install -ldflags "-s -w" \
+	GOBIN=$(abspath $(BIN)/docker) GOFLAGS= $(GO) install -tags remove_all_sd -ldflags "-s -w" \
 		github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION)
 
 observability: images prometheus-bin

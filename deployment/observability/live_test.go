@@ -26,6 +26,7 @@ import (
 	"github.com/stellaops/tlog/deployment/localrun"
 	"github.com/stellaops/tlog/deployment/mariadb"
 	"github.com/stellaops/tlog/testing/entries"
+	"github.com/stellaops/tlog/testing/stack"
 )
 
 // TestLive runs the monitoring files against the running appliance: the
@@ -43,7 +44,7 @@ func TestLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the appliance and Prometheus (about a minute); not with -short")
 	}
-	prom := prometheusTool.Install(t)
+	prom := stack.Prometheus.Install(t)
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-tags", "batched_queue", "-o", bin,
 		"github.com/stellaops/tlog/logserver/cmd/logserver", "github.com/stellaops/tlog/witness/cmd/witness",

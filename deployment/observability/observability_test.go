@@ -15,11 +15,6 @@ import (
 	"github.com/stellaops/tlog/testing/stack"
 )
 
-var (
-	promtool       = stack.Tool{Name: "promtool", Package: "github.com/prometheus/prometheus/cmd/promtool", Version: "v0.316.0"}
-	prometheusTool = stack.Tool{Name: "prometheus", Package: "github.com/prometheus/prometheus/cmd/prometheus", Version: "v0.316.0"}
-)
-
 func run(t *testing.T, bin string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(bin, args...).CombinedOutput()
@@ -30,7 +25,7 @@ func run(t *testing.T, bin string, args ...string) string {
 }
 
 func TestPromtool(t *testing.T) {
-	bin := promtool.Install(t)
+	bin := stack.Promtool.Install(t)
 	run(t, bin, "check", "rules", "alerts.yml")
 	// The scrape configuration names the rule file where the compose
 	// profile mounts it; check it with the path pointing here.

@@ -17,7 +17,7 @@ import (
 	"github.com/stellaops/tlog/testing/stack"
 )
 
-var fsckTool = stack.Tool{Name: "fsck", Package: "github.com/transparency-dev/tessera/cmd/fsck", Version: "v1.0.4"}
+var fsckTool = stack.Fsck
 
 // checkServe serves the mirror dir (of a log with vkey) read-only and
 // checks it as a tlog-tiles log: tessera's fsck re-derives every tile from

@@ -13,7 +13,7 @@ import (
 	"github.com/stellaops/tlog/testing/stack"
 )
 
-var promtool = stack.Tool{Name: "promtool", Package: "github.com/prometheus/prometheus/cmd/promtool", Version: "v0.316.0"}
+var promtool = stack.Promtool
 
 // TestRulesWithPromtool runs `promtool check rules` and `promtool test
 // rules` (the alert unit tests in signer-alerts_test.yml).

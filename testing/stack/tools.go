@@ -128,4 +128,9 @@ var (
 	Fsck         = Tool{Name: "fsck", Package: "github.com/transparency-dev/tessera/cmd/fsck", Version: "v1.0.4"}
 	Cosign3      = Tool{Name: "cosign", Package: "github.com/sigstore/cosign/v3/cmd/cosign", Version: "v3.1.3", Dir: "cosign-v3.1.3"}
 	RekorTiles   = Tool{Name: "posix", Package: "github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix", Version: "v2.3.0", Dir: "rekor-tiles-v2.3.0"}
+	// Prometheus and promtool without the service discovery plugins but
+	// file and HTTP (our configurations use static targets): half the code
+	// to compile on a cold machine (75 MB binaries instead of 147 MB).
+	Promtool   = Tool{Name: "promtool", Package: "github.com/prometheus/prometheus/cmd/promtool", Version: "v0.316.0", Tags: "remove_all_sd"}
+	Prometheus = Tool{Name: "prometheus", Package: "github.com/prometheus/prometheus/cmd/prometheus", Version: "v0.316.0", Tags: "remove_all_sd"}
 )
