@@ -177,6 +177,27 @@ func (l *Log) commitLoop(ctx context.Context) {
 	}
 }
 
+// behindReplica returns nil when a head behind the database's record of
+// its origin comes from a replica that is late, not from a tree that lost
+// entries: with remote Trillian several logservers sequence-read one tree
+// and publish what each has seen, so one may publish size 95 after another
+// recorded 100. Trillian's own head then has reached the record; after a
+// restore of Trillian's storage it has not (fatal, ErrForked). The late
+// pass is then published without moving the record. What this cannot see
+// is a Trillian restored and grown past the record again with other
+// entries; the state files of each replica still guard its own history.
+func (l *Log) behindReplica(ctx context.Context, behind *store.HeadBehindError) error {
+	root, err := l.backend.Root(ctx)
+	if err != nil {
+		return fmt.Errorf("tree head, to check a published head behind the record: %w", err)
+	}
+	if int64(root.TreeSize) < behind.Recorded {
+		return fmt.Errorf("%w: %v, and the tree itself is only at size %d", ErrForked, behind, root.TreeSize)
+	}
+	l.log.Debug("published a head behind another replica's", "origin", behind.Origin, "size", behind.Size, "recorded", behind.Recorded, "tree_size", root.TreeSize)
+	return nil
+}
+
 // compute reads Trillian's head and the leaves after ours in one snapshot,
 // extends the tiles and checks the root against Trillian's. It returns nil
 // when there is nothing new.
@@ -277,14 +298,23 @@ func (l *Log) commit(ctx context.Context, p *pass) error {
 	if err != nil {
 		return err
 	}
+	pass := store.Pass{TreeID: p.head.TreeID, Entries: p.entries, Tiles: p.tiles,
+		Keys: p.keys, Checkpoint: p.cp, Heads: heads}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return l.guard.record(heads) })
-	g.Go(func() error {
-		return l.store.Publish(gctx, store.Pass{TreeID: p.head.TreeID, Entries: p.entries, Tiles: p.tiles,
-			Keys: p.keys, Checkpoint: p.cp, Heads: heads})
-	})
-	if err := g.Wait(); err != nil {
-		if errors.Is(err, store.ErrHeadConflict) {
+	g.Go(func() error { return l.store.Publish(gctx, pass) })
+	err = g.Wait()
+	var behind *store.HeadBehindError
+	if errors.As(err, &behind) {
+		// Crash point: the state files hold this head, the database holds
+		// nothing of the pass; a retry or the next start publishes it again.
+		if err = l.behindReplica(ctx, behind); err == nil {
+			pass.Heads = nil
+			err = l.store.Publish(ctx, pass)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrHeadConflict) || errors.Is(err, ErrForked) {
 			return fatal(err)
 		}
 		return fmt.Errorf("store pass up to %d: %w", p.head.Size, err)

@@ -178,6 +178,8 @@ type fakeStore struct {
 	keys    map[string][]tree.Hash
 	heads   map[string]store.PublishedHead
 	passes  int
+
+	beforePublish func() // if set, runs (once) before the next Publish
 }
 
 func newFakeStore(in *injector) *fakeStore {
@@ -234,12 +236,19 @@ func (s *fakeStore) ReadTile(_ context.Context, level int, index int64) ([]byte,
 func (s *fakeStore) Tiles(int64) tree.TileReader { return s }
 
 func (s *fakeStore) Publish(_ context.Context, p store.Pass) error {
+	if f := s.beforePublish; f != nil {
+		s.beforePublish = nil
+		f()
+	}
 	return s.in.at("store", func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, h := range p.Heads {
 			old, ok := s.heads[h.Origin+string(h.KeyID[:])]
-			if ok && (old.Size > h.Size || old.Size == h.Size && old.Root != h.Root || old.TreeID != h.TreeID) {
+			switch {
+			case ok && old.TreeID == h.TreeID && old.Size > h.Size:
+				return &store.HeadBehindError{Origin: h.Origin, Recorded: old.Size, Size: h.Size}
+			case ok && (old.Size == h.Size && old.Root != h.Root || old.TreeID != h.TreeID):
 				return store.ErrHeadConflict
 			}
 		}
@@ -493,6 +502,85 @@ func TestNeverTwoHistories(t *testing.T) {
 	defer l.Close()
 	if l.Head().Size != 13 {
 		t.Fatalf("head %d, want 13", l.Head().Size)
+	}
+}
+
+// TestLateReplica: with remote Trillian another replica of the tree may
+// have recorded a head larger than the one this replica is publishing. The
+// late head is published (the record stays) when Trillian has reached the
+// record; when it has not, the tree lost entries and publishing stops.
+func TestLateReplica(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		treeReached bool
+	}{{"tree reached the record", true}, {"tree behind the record", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			key, err := logkey.OpenFile(filepath.Join(t.TempDir(), "k.pem"), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := &injector{calls: map[string]int{}}
+			b, st := newFakeTrillian(in), newFakeStore(in)
+			open := func() (*sequence.Log, error) {
+				return sequence.Open(context.Background(), b, st, rekor(t, key),
+					sequence.Options{StateDir: t.TempDir(), Interval: 5 * time.Millisecond})
+			}
+			fill := func(n int) {
+				var leaves []sequence.Leaf
+				for range n {
+					v := fmt.Appendf(nil, "leaf %d", len(b.leaves)+len(leaves))
+					lf := sequence.Leaf{Value: v}
+					copy(lf.Hash[:], rfc6962.DefaultHasher.HashLeaf(v))
+					leaves = append(leaves, lf)
+				}
+				if _, err := b.QueueLeaves(context.Background(), leaves); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.Integrate(context.Background(), n); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fill(10)
+			l, err := open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			// Trillian at 12: this replica's next pass publishes 12, while
+			// (just before it is stored) another replica, having seen 15,
+			// records 15.
+			fill(2)
+			st.beforePublish = func() {
+				if c.treeReached {
+					fill(3)
+				}
+				st.mu.Lock()
+				for k, h := range st.heads {
+					h.Size, h.Root = 15, tree.Hash{1}
+					st.heads[k] = h
+				}
+				st.mu.Unlock()
+			}
+			l, err = open()
+			if !c.treeReached {
+				if !errors.Is(err, sequence.ErrForked) {
+					t.Fatalf("open with the record ahead of the tree: %v, want ErrForked", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("open behind another replica: %v", err)
+			}
+			defer l.Close()
+			if got := l.Head().Size; got != 12 {
+				t.Fatalf("published head %d, want 12 (behind the record, which stays)", got)
+			}
+			for _, h := range st.heads {
+				if h.Size != 15 {
+					t.Fatalf("record moved back to %d", h.Size)
+				}
+			}
+		})
 	}
 }
 

@@ -17,8 +17,8 @@ import (
 //     are or none is. Publishing rows already stored (a pass re-published
 //     after a crash or a lost answer) keeps the stored rows and succeeds.
 //   - Publish advances each store.PublishedHead compare-and-swap and fails
-//     with store.ErrHeadConflict, storing nothing, if one would go back,
-//     fork or change tree.
+//     with store.ErrHeadConflict, storing nothing, if one would go back
+//     (then as a *store.HeadBehindError), fork or change tree.
 //   - Publish never truncates: a value that does not fit fails the pass.
 //   - PublishedSize, LeafHashes and LatestCheckpoint reflect exactly the
 //     passes published: the entries are a prefix [0, size) of the tree.

@@ -14,6 +14,21 @@ import (
 // another tree.
 var ErrHeadConflict = errors.New("store: published head conflict")
 
+// HeadBehindError is the ErrHeadConflict of a head smaller than the record
+// of its origin on the same tree: another replica of the tree (remote
+// Trillian) published further, or the tree lost entries. The caller tells
+// them apart.
+type HeadBehindError struct {
+	Origin         string
+	Recorded, Size int64
+}
+
+func (e *HeadBehindError) Error() string {
+	return fmt.Sprintf("%v: origin %q was published up to size %d, not back to %d", ErrHeadConflict, e.Origin, e.Recorded, e.Size)
+}
+
+func (e *HeadBehindError) Unwrap() error { return ErrHeadConflict }
+
 // PublishedHead is the highest head published for one checkpoint origin
 // and signing key.
 type PublishedHead struct {
@@ -75,7 +90,7 @@ func recordHeads(ctx context.Context, tx *sql.Tx, heads []PublishedHead) error {
 		case treeID != h.TreeID:
 			return fmt.Errorf("%w: origin %q was published from tree %d, not %d", ErrHeadConflict, h.Origin, treeID, h.TreeID)
 		case h.Size < size:
-			return fmt.Errorf("%w: origin %q was published up to size %d, not back to %d", ErrHeadConflict, h.Origin, size, h.Size)
+			return &HeadBehindError{Origin: h.Origin, Recorded: size, Size: h.Size}
 		case h.Size == size && string(root) != string(h.Root[:]):
 			return fmt.Errorf("%w: origin %q was published at size %d with root %x, not %x", ErrHeadConflict, h.Origin, size, root, h.Root[:])
 		case h.Size == size:
