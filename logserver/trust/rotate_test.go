@@ -4,12 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"encoding/hex"
-	"log/slog"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,12 +17,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/stellaops/tlog/logserver/config"
-	"github.com/stellaops/tlog/signer/audit"
 	"github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/signer/server"
-	"github.com/stellaops/tlog/testing/softhsm"
-	"github.com/stellaops/tlog/testing/stack"
+	"github.com/stellaops/tlog/testing/signerstack"
 )
 
 // Key rotation of the v2 log, with its key in a real signer over SoftHSM2:
@@ -42,61 +34,21 @@ import (
 // fails without version 1's entry.
 func TestV2KeyRotation(t *testing.T) {
 	ctx := context.Background()
-	tok := softhsm.NewToken(t, "rotate")
-	pt, err := pkcs11.Open(ctx, pkcs11.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: softhsm.PIN, Sessions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []string{"v2-ed-1", "v2-ed-2"} {
-		if _, err := pt.Generate(ctx, l, pkcs11.Ed25519); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pt.Close(); err != nil {
-		t.Fatal(err)
-	}
-	m := stack.TestMariaDB(t, false)
-	sdsn := stack.TestDatabase(t, m, "signer")
-	adb, err := audit.OpenDB(sdsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adb.Close()
-	if err := audit.Migrate(ctx, adb); err != nil {
-		t.Fatal(err)
-	}
+	hsm := signerstack.NewHSM(t, "rotate", nil, signerstack.Key{Label: "v2-ed-1", Type: pkcs11.Ed25519},
+		signerstack.Key{Label: "v2-ed-2", Type: pkcs11.Ed25519})
 	const token = "logserver-rotate-token"
-	sum := sha256.Sum256([]byte(token))
 	startSigner := func(v1, v2 server.KeyVersionConfig) string {
 		t.Helper()
-		cfg := &server.Config{
-			Token: &pkcs11.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: softhsm.PIN, Sessions: 2},
-			Audit: server.AuditConfig{DSN: sdsn},
-			Keys: []server.KeyConfig{{Name: "rekor-v2", Purposes: []string{"checkpoint"}, NoteName: "127.0.0.1",
-				Versions: []server.KeyVersionConfig{v1, v2}}},
-			Tenants: []server.TenantConfig{{Name: "logserver", Keys: []string{"rekor-v2"},
-				Tokens: []server.TokenConfig{{ID: "ls", SHA256: hex.EncodeToString(sum[:]), Scopes: []string{"sign:checkpoint"}}}}},
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		srv, err := server.New(ctx, cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(srv.Handler())
-		t.Cleanup(func() { hs.Close(); srv.Close() })
-		return hs.URL
+		return signerstack.Serve(t, hsm.Config(2, []server.KeyConfig{{Name: "rekor-v2", Purposes: []string{"checkpoint"}, NoteName: "127.0.0.1",
+			Versions: []server.KeyVersionConfig{v1, v2}}},
+			signerstack.Tenant("logserver", token, []string{"rekor-v2"}, "sign:checkpoint")))
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	future := now.Add(time.Hour)
 	signerURL := startSigner(server.KeyVersionConfig{Version: 1, Label: "v2-ed-1", NotAfter: future.Add(time.Hour)},
 		server.KeyVersionConfig{Version: 2, Label: "v2-ed-2", NotBefore: future})
 
-	tokFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokFile := signerstack.TokenFile(t, t.TempDir(), token)
 	e := newEnv(t, func(c *config.Config) {
 		c.RekorV2.KeyFile, c.RekorV2.CreateKey = "", false
 		c.RekorV2.Signer = &client.Config{URL: signerURL, TokenFile: tokFile, Key: "rekor-v2"}

@@ -3,8 +3,6 @@ package trust_test
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -20,11 +18,10 @@ import (
 
 	"github.com/stellaops/tlog/logserver/app"
 	"github.com/stellaops/tlog/logserver/config"
-	"github.com/stellaops/tlog/signer/audit"
 	"github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/signer/server"
-	"github.com/stellaops/tlog/testing/softhsm"
+	"github.com/stellaops/tlog/testing/signerstack"
 	"github.com/stellaops/tlog/testing/stack"
 )
 
@@ -204,55 +201,16 @@ func TestCosignV3TUF(t *testing.T) {
 func startSigner(t *testing.T, dir string) (string, string, map[string]crypto.PublicKey) {
 	t.Helper()
 	ctx := context.Background()
-	tok := softhsm.NewToken(t, "tuf")
-	pt, err := pkcs11.Open(ctx, pkcs11.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: softhsm.PIN, Sessions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []string{"tuf-root-1", "tuf-online-1"} {
-		if _, err := pt.Generate(ctx, l, pkcs11.ECDSAP256); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pt.Close(); err != nil {
-		t.Fatal(err)
-	}
-	sdsn := stack.TestDatabase(t, stack.TestMariaDB(t, false), "signer")
-	db, err := audit.OpenDB(sdsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := audit.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	hsm := signerstack.NewHSM(t, "tuf", nil, signerstack.Key{Label: "tuf-root-1", Type: pkcs11.ECDSAP256},
+		signerstack.Key{Label: "tuf-online-1", Type: pkcs11.ECDSAP256})
 	const token = "tuf-test-token"
-	sum := sha256.Sum256([]byte(token))
-	cfg := &server.Config{
-		Token: &pkcs11.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: softhsm.PIN, Sessions: 2},
-		Audit: server.AuditConfig{DSN: sdsn},
-		Keys: []server.KeyConfig{
-			{Name: "tuf-root", Purposes: []string{"digests"}, Versions: []server.KeyVersionConfig{{Version: 1, Label: "tuf-root-1"}}},
-			{Name: "tuf-online", Purposes: []string{"digests"}, Versions: []server.KeyVersionConfig{{Version: 1, Label: "tuf-online-1"}}},
-		},
-		Tenants: []server.TenantConfig{{Name: "logserver", Keys: []string{"tuf-root", "tuf-online"},
-			Tokens: []server.TokenConfig{{ID: "ls", SHA256: hex.EncodeToString(sum[:]), Scopes: []string{"sign:digests"}}}}},
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(ctx, cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	tokFile := filepath.Join(dir, "signer-token")
-	if err := os.WriteFile(tokFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	url := signerstack.Serve(t, hsm.Config(2, []server.KeyConfig{
+		{Name: "tuf-root", Purposes: []string{"digests"}, Versions: []server.KeyVersionConfig{{Version: 1, Label: "tuf-root-1"}}},
+		{Name: "tuf-online", Purposes: []string{"digests"}, Versions: []server.KeyVersionConfig{{Version: 1, Label: "tuf-online-1"}}},
+	}, signerstack.Tenant("logserver", token, []string{"tuf-root", "tuf-online"}, "sign:digests")))
+	tokFile := signerstack.TokenFile(t, dir, token)
 	pubs := map[string]crypto.PublicKey{}
-	c := client.New(hs.URL, token, nil)
+	c := client.New(url, token, nil)
 	for _, k := range []string{"tuf-root", "tuf-online"} {
 		ds, err := c.NewDigestSigner(ctx, k)
 		if err != nil {
@@ -260,7 +218,7 @@ func startSigner(t *testing.T, dir string) (string, string, map[string]crypto.Pu
 		}
 		pubs[k] = ds.Public()
 	}
-	return hs.URL, tokFile, pubs
+	return url, tokFile, pubs
 }
 
 // The TUF metadata keys in the HSM: the signer signs root, targets,

@@ -1,16 +1,13 @@
 // Package testsigner starts a real signer service for the witness's tests
 // and benchmarks: signer/server over HTTP on loopback, its witness key in a
 // fresh SoftHSM2 token, its audit trail in a private MariaDB. Only _test.go
-// files import it (it depends on testing/stack and testing/softhsm).
+// files import it (it builds on testing/signerstack).
 package testsigner
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -21,11 +18,10 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/stellaops/tlog/signer/audit"
 	"github.com/stellaops/tlog/signer/client"
 	"github.com/stellaops/tlog/signer/pkcs11"
 	"github.com/stellaops/tlog/signer/server"
-	"github.com/stellaops/tlog/testing/softhsm"
+	"github.com/stellaops/tlog/testing/signerstack"
 	"github.com/stellaops/tlog/testing/stack"
 	"github.com/stellaops/tlog/witness/cosig"
 )
@@ -76,50 +72,14 @@ func Start(t testing.TB, o Options) *Signer {
 	if o.Quota == (server.QuotaConfig{}) {
 		o.Quota = server.QuotaConfig{RPS: 100000, Burst: 100000, Concurrency: 256}
 	}
-	ctx := context.Background()
-	tok := softhsm.NewToken(t, "witness-signer")
-	pt, err := pkcs11.Open(ctx, pkcs11.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: softhsm.PIN, Sessions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pt.Generate(ctx, "witness-ed", pkcs11.Ed25519); err != nil {
-		t.Fatal(err)
-	}
-	if err := pt.Close(); err != nil {
-		t.Fatal(err)
-	}
-	m := stack.TestMariaDB(t, o.Durable)
-	dsn := stack.TestDatabase(t, m, "signer")
-	db, err := audit.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := audit.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256([]byte(token))
-	cfg := &server.Config{
-		Token: &pkcs11.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: softhsm.PIN, Sessions: o.Sessions},
-		Audit: server.AuditConfig{DSN: dsn},
-		Keys: []server.KeyConfig{{Name: Key, Purposes: []string{"cosignature"}, NoteName: o.NoteName,
-			Versions: []server.KeyVersionConfig{{Version: 1, Label: "witness-ed"}}}},
-		Tenants: []server.TenantConfig{{Name: "witness", Keys: []string{Key}, Quota: o.Quota,
-			Tokens: []server.TokenConfig{{ID: "w", SHA256: hex.EncodeToString(sum[:]), Scopes: []string{"sign:cosignature"}}}}},
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(ctx, cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Signer{NoteName: o.NoteName, Audit: db, srv: srv, inFlight: o.MaxInFlight}
+	hsm := signerstack.NewHSM(t, "witness-signer", stack.TestMariaDB(t, o.Durable), signerstack.Key{Label: "witness-ed", Type: pkcs11.Ed25519})
+	tenant := signerstack.Tenant("witness", token, []string{Key}, "sign:cosignature")
+	tenant.Quota = o.Quota
+	srv := signerstack.New(t, hsm.Config(o.Sessions, []server.KeyConfig{{Name: Key, Purposes: []string{"cosignature"}, NoteName: o.NoteName,
+		Versions: []server.KeyVersionConfig{{Version: 1, Label: "witness-ed"}}}}, tenant))
+	s := &Signer{NoteName: o.NoteName, Audit: hsm.Audit, srv: srv, inFlight: o.MaxInFlight}
 	s.serve(t, "127.0.0.1:0")
-	t.Cleanup(func() {
-		s.Stop()
-		srv.Close()
-	})
+	t.Cleanup(s.Stop)
 	return s
 }
 
