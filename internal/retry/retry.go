@@ -7,12 +7,16 @@
 // multiplied by Multiplier per further failure and never above MaxDelay;
 // [Policy.Exhausted] is true once MaxAttempts attempts have failed
 // (MaxAttempts -1 retries for ever). Validate fills the seed's defaults.
+// [After] reads the wait a server asks for in Retry-After.
 package retry
 
 import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,4 +78,20 @@ func (p Policy) Delay(failures int) time.Duration {
 // no further attempt.
 func (p Policy) Exhausted(failures int) bool {
 	return p.MaxAttempts > 0 && failures >= p.MaxAttempts
+}
+
+// After is the wait a Retry-After header asks for: delay-seconds or an
+// HTTP date; 0 when absent, malformed or past.
+func After(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
 }

@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"net/http"
 	"testing"
 	"time"
 )
@@ -29,5 +30,18 @@ func TestPolicy(t *testing.T) {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
+	}
+}
+
+func TestAfter(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": 0, "7": 7 * time.Second, " 3 ": 3 * time.Second, "-2": 0, "soon": 0,
+		time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat): 0} {
+		if got := After(http.Header{"Retry-After": {v}}); got != want {
+			t.Errorf("After(%q) = %s, want %s", v, got, want)
+		}
+	}
+	future := time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)
+	if got := After(http.Header{"Retry-After": {future}}); got < 50*time.Second || got > time.Minute {
+		t.Errorf("After(%q) = %s, want about a minute", future, got)
 	}
 }

@@ -439,7 +439,11 @@ func (q *Queue) submit(ctx context.Context, c *claimed) outcome {
 	case rec.status == http.StatusConflict:
 		return q.existing(ctx, c, rec)
 	case rec.status == http.StatusTooManyRequests:
-		return outcome{wait: retryAfter(rec.header, q.opts.Poll), waitMsg: "the log answered 429: " + message(rec)}
+		wait := retry.After(rec.header)
+		if wait == 0 {
+			wait = q.opts.Poll
+		}
+		return outcome{wait: wait, waitMsg: "the log answered 429: " + message(rec)}
 	case rec.status >= 400 && rec.status < 500 && rec.status != http.StatusRequestTimeout && rec.status != 499:
 		return outcome{perm: fmt.Sprintf("the log refused the entry (%d): %s", rec.status, message(rec))}
 	case c.API == APIv2 && rec.status == http.StatusServiceUnavailable && strings.Contains(rec.body.String(), "being integrated"):
@@ -530,13 +534,6 @@ func (q *Queue) parseResult(api string, b []byte, fresh bool) outcome {
 	}
 	leaf := sha256.Sum256(append([]byte{0}, body...))
 	return outcome{index: idx, uuid: hex.EncodeToString(leaf[:]), result: b, fresh: fresh}
-}
-
-func retryAfter(h http.Header, def time.Duration) time.Duration {
-	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	return def
 }
 
 // message is the error message of an answer ({"message": …} of both APIs),

@@ -23,6 +23,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/stellaops/tlog/internal/retry"
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -107,26 +109,10 @@ func (c client) do(ctx context.Context, method string, u *url.URL, body []byte) 
 		return nil, nil, &unavailableError{msg: fmt.Sprintf("%s %s: reading the answer: %v", method, u.Redacted(), err)}
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		return nil, nil, &unavailableError{status: resp.StatusCode, retryAfter: retryAfter(resp.Header.Get("Retry-After")),
+		return nil, nil, &unavailableError{status: resp.StatusCode, retryAfter: retry.After(resp.Header),
 			msg: fmt.Sprintf("%s %s: %d %s", method, u.Redacted(), resp.StatusCode, snippet(data))}
 	}
 	return resp, data, nil
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
-	}
-	return 0
 }
 
 func snippet(b []byte) string {

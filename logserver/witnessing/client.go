@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stellaops/tlog/internal/c2sp"
+	"github.com/stellaops/tlog/internal/retry"
 )
 
 // maxResponseBytes caps what is read of a witness response.
@@ -80,14 +81,14 @@ func (c *client) addCheckpoint(ctx context.Context, old int64, proof [][32]byte,
 		}
 		return nil, &conflictError{size: int64(size)}
 	case status == http.StatusTooManyRequests:
-		return nil, &witnessError{outcome: OutcomeRateLimited, retryAfter: retryAfter(hdr),
+		return nil, &witnessError{outcome: OutcomeRateLimited, retryAfter: retry.After(hdr),
 			err: fmt.Errorf("429 rate limited: %s", snippet(resp))}
 	case status == http.StatusUnprocessableEntity:
 		return nil, werr(OutcomeInconsistent, "422: the witness finds the checkpoint inconsistent with size %d: %s", old, snippet(resp))
 	case status >= 400 && status < 500:
 		return nil, werr(OutcomeRejected, "%d %s: %s", status, http.StatusText(status), snippet(resp))
 	default:
-		return nil, &witnessError{outcome: OutcomeUnavailable, retryAfter: retryAfter(hdr),
+		return nil, &witnessError{outcome: OutcomeUnavailable, retryAfter: retry.After(hdr),
 			err: fmt.Errorf("%d %s: %s", status, http.StatusText(status), snippet(resp))}
 	}
 }
@@ -152,20 +153,6 @@ func (c *client) verifyCosignature(text, body []byte, now time.Time) ([]byte, er
 		return nil, fmt.Errorf("no cosignature from the policy key %s+%08x in the response", c.w.KeyName, c.w.KeyID)
 	}
 	return found, nil
-}
-
-func retryAfter(hdr http.Header) time.Duration {
-	s := hdr.Get("Retry-After")
-	if s == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(s); err == nil {
-		return time.Until(t)
-	}
-	return 0
 }
 
 func snippet(b []byte) string {
